@@ -1,0 +1,139 @@
+"""The agent's TOML configuration: read strictly (every problem names its key), written by ``init``."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from protocol import LocalProtocolError, NetworkContext
+
+from .errors import ConfigError
+from .probes.dns_probe import ResolverSpec
+from .web_connectivity import ProbeSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    path: Path
+    collector_url: str
+    key_file: Path
+    spool_dir: Path
+    network: NetworkContext
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+
+
+def check_collector_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"collector URL must look like https://collector.example:8443, got {url!r}")
+    return url.rstrip("/")
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise ConfigError(f"{where}: missing key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load_config(path: Path) -> AgentConfig:
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no agent config at {path}; run `vantage agent init --collector URL`") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+    net = data.get("network", {})
+    probe = data.get("probe", {})
+    if not isinstance(net, dict) or not isinstance(probe, dict):
+        raise ConfigError(f"{where}: [network] and [probe] must be tables")
+    try:
+        network = NetworkContext(
+            country=_get(net, "country", str, f"{where} [network]").upper(),
+            region=_get(net, "region", str, f"{where} [network]"),
+            asn=_get(net, "asn", int, f"{where} [network]"),
+            carrier=_get(net, "carrier", str, f"{where} [network]"),
+            network_type=_get(net, "network_type", str, f"{where} [network]"),
+        )
+    except LocalProtocolError as exc:
+        raise ConfigError(f"{where} [network]: {exc}") from exc
+    try:
+        resolver = ResolverSpec.parse(str(probe.get("resolver", "system")))
+    except ValueError as exc:
+        raise ConfigError(f"{where} [probe]: {exc}") from exc
+    timeout = probe.get("timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:
+        raise ConfigError(f"{where} [probe]: timeout must be a number of seconds in (0, 120]")
+    settings = ProbeSettings(
+        resolver=resolver,
+        timeout=float(timeout),
+        max_endpoints=_int_in(probe, "max_endpoints", 4, 1, 16, where),
+        ca_file=str(probe["ca_file"]) if probe.get("ca_file") else None,
+        concurrency=_int_in(probe, "concurrency", 8, 1, 64, where),
+    )
+    base = path.parent
+    return AgentConfig(
+        path=path,
+        collector_url=check_collector_url(_get(data, "collector_url", str, where)),
+        key_file=base / _get(data, "key_file", str, where),
+        spool_dir=base / _get(data, "spool_dir", str, where),
+        network=network,
+        probe=settings,
+    )
+
+
+def _int_in(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} [probe]: {key} must be an integer from {low} to {high}")
+    return value
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
+
+
+def render_config(config: AgentConfig) -> str:
+    n, p = config.network, config.probe
+    lines = [
+        "# Vantage agent configuration, written by `vantage agent init`.",
+        "# Relative paths are relative to this file. Docs: vantage agent --help",
+        f"collector_url = {_toml_str(config.collector_url)}",
+        f"key_file = {_toml_str(str(config.key_file))}",
+        f"spool_dir = {_toml_str(str(config.spool_dir))}",
+        "",
+        "# Where this agent measures from. Never includes your IP address.",
+        "[network]",
+        f"country = {_toml_str(n.country)}",
+        f"region = {_toml_str(n.region)}",
+        f"asn = {n.asn}",
+        f"carrier = {_toml_str(n.carrier)}",
+        f"network_type = {_toml_str(n.network_type.value)}  # mobile | wifi | wired | unknown",
+        "",
+        "[probe]",
+        f"resolver = {_toml_str(p.resolver.label)}  # system, or an address[:port]",
+        f"timeout = {p.timeout}",
+        f"max_endpoints = {p.max_endpoints}",
+        f"concurrency = {p.concurrency}",
+    ]
+    if p.ca_file:
+        lines.append(f"ca_file = {_toml_str(p.ca_file)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_config(config: AgentConfig) -> None:
+    config.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.path.with_name(config.path.name + ".tmp")
+    tmp.write_text(render_config(config), encoding="utf-8")
+    tmp.replace(config.path)

@@ -1,0 +1,171 @@
+"""``/api/v1/aggregate``: parse the query string, and build the one SQL query that answers it.
+
+Axes and filters are whitelisted here, so no text from the request ever reaches SQL except as a bound
+parameter. Counts follow OONI's aggregation API (``measurement_count``, ``ok_count``, ...) but are named
+without the suffix; ``anomaly`` excludes ``confirmed`` (they are disjoint verdicts), and ``agents`` is the
+number of distinct agents, the figure that says whether a result is one volunteer or a province.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from protocol import NetworkType, Scope, Verdict
+
+from .errors import BadRequest
+from .storage import AggregateQuery
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    columns: tuple[tuple[str, str], ...]  # (output name, SQL expression) grouped on
+    extra: tuple[tuple[str, str], ...] = ()  # (output name, aggregate expression) shown alongside
+
+
+def _bucket(width: int) -> str:
+    # measured_at is fixed-width ISO text: its prefix is the bucket, in any SQL dialect with substr.
+    suffix = {10: "T00:00:00Z", 13: ":00:00Z"}[width]
+    return f"substr(measured_at, 1, {width}) || '{suffix}'"
+
+
+AXES: dict[str, Axis] = {
+    "country": Axis((("country", "country"),)),
+    "region": Axis((("region", "region"),)),
+    "carrier": Axis((("asn", "asn"),), (("carrier", "MAX(carrier)"),)),
+    "network_type": Axis((("network_type", "network_type"),)),
+    "scope": Axis((("scope", "scope"),)),
+    "test": Axis((("test", "test"),)),
+    "verdict": Axis((("verdict", "verdict"),)),
+    "blocking": Axis((("blocking", "blocking"),)),
+    "category": Axis((("category", "category"),)),
+    "domain": Axis((("domain", "host"),)),
+    "hour": Axis((("hour", _bucket(13)),)),
+    "day": Axis((("day", _bucket(10)),)),
+}
+
+
+def _text(value: str) -> str:
+    if len(value) > 256:
+        raise BadRequest("filter value too long")
+    return value
+
+
+def _choice(kind: type[Any]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        try:
+            return str(kind(value).value)
+        except ValueError:
+            allowed = ", ".join(item.value for item in kind)
+            raise BadRequest(f"unknown value {value!r}; expected one of {allowed}") from None
+
+    return parse
+
+
+def _asn(value: str) -> int:
+    text = value.upper().removeprefix("AS")
+    if not text.isdigit() or int(text) >= 2**32:
+        raise BadRequest(f"asn must be a number like 64500 or AS64500, got {value!r}")
+    return int(text)
+
+
+#: filter parameter -> (column, parser)
+FILTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "country": ("country", lambda v: _text(v).upper()),
+    "region": ("region", _text),
+    "asn": ("asn", _asn),
+    "network_type": ("network_type", _choice(NetworkType)),
+    "scope": ("scope", _choice(Scope)),
+    "verdict": ("verdict", _choice(Verdict)),
+    "test": ("test", _text),
+    "category": ("category", _text),
+    "domain": ("host", _text),
+}
+
+
+def parse_time_param(name: str, value: str | None) -> datetime | None:
+    """Accept ``2026-11-28``, ``2026-11-28T10:00``, ``2026-11-28T10:00:00Z`` and the like (UTC)."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 date or time, got {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_aggregate_query(params: Mapping[str, str]) -> AggregateQuery:
+    known = {"by", "axis_x", "axis_y", "since", "until", "format", *FILTERS}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
+    raw_axes = [
+        part.strip()
+        for source in (params.get("by", ""), params.get("axis_x", ""), params.get("axis_y", ""))
+        for part in source.split(",")
+        if part.strip()
+    ]
+    axes: list[str] = []
+    for axis in raw_axes:
+        if axis not in AXES:
+            raise BadRequest(f"unknown axis {axis!r}; axes are: {', '.join(AXES)}")
+        if axis not in axes:
+            axes.append(axis)
+    filters = {name: parse(params[name]) for name, (_, parse) in FILTERS.items() if name in params}
+    since = parse_time_param("since", params.get("since"))
+    until = parse_time_param("until", params.get("until"))
+    if since and until and since >= until:
+        raise BadRequest("since must be before until")
+    return AggregateQuery(tuple(axes), filters, since, until)
+
+
+def default_window(now: datetime) -> tuple[datetime, datetime]:
+    return now - timedelta(days=30), now + timedelta(minutes=10)
+
+
+def build_aggregate_sql(
+    query: AggregateQuery, placeholder: Callable[[int], str]
+) -> tuple[str, list[Any], list[str]]:
+    """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter."""
+    select: list[str] = []
+    group: list[str] = []
+    names: list[str] = []
+    for axis_name in query.axes:
+        axis = AXES[axis_name]
+        for out, expr in axis.columns:
+            select.append(f"{expr} AS {out}")
+            group.append(expr)
+            names.append(out)
+        for out, expr in axis.extra:
+            select.append(f"{expr} AS {out}")
+            names.append(out)
+    counts = [
+        ("measurements", "COUNT(*)"),
+        ("ok", "SUM(CASE WHEN verdict = 'ok' THEN 1 ELSE 0 END)"),
+        ("anomaly", "SUM(CASE WHEN verdict = 'anomaly' THEN 1 ELSE 0 END)"),
+        ("confirmed", "SUM(CASE WHEN verdict = 'confirmed' THEN 1 ELSE 0 END)"),
+        ("failure", "SUM(CASE WHEN verdict = 'failure' THEN 1 ELSE 0 END)"),
+        ("agents", "COUNT(DISTINCT agent_id)"),
+    ]
+    for out, expr in counts:
+        select.append(f"{expr} AS {out}")
+        names.append(out)
+    where: list[str] = []
+    args: list[Any] = []
+    for name, value in query.filters.items():
+        args.append(value)
+        where.append(f"{FILTERS[name][0]} = {placeholder(len(args))}")
+    if query.since is not None:
+        args.append(query.since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        where.append(f"measured_at >= {placeholder(len(args))}")
+    if query.until is not None:
+        args.append(query.until.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        where.append(f"measured_at < {placeholder(len(args))}")
+    sql = f"SELECT {', '.join(select)} FROM measurements"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if group:
+        sql += " GROUP BY " + ", ".join(group) + " ORDER BY " + ", ".join(group)
+    return sql, args, names

@@ -1,0 +1,66 @@
+"""Ingest one uploaded batch: decode under limits, check the agent, verify, validate, store.
+
+The order matters: cheap checks first (size, envelope shape), then the database lookup of the agent's
+key, then the signature over the exact payload bytes, and only then the full schema of the payload, so
+an unauthenticated peer cannot make us parse much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from protocol import Batch, DecodeLimits, RemoteProtocolError, decode_signed_batch
+
+from .errors import Conflict, Forbidden, Unprocessable, from_protocol_error
+from .storage import Storage, StoreResult
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    limits: DecodeLimits = DecodeLimits()
+    # Agents keep measuring through a shutdown and upload later, so old is fine up to a point.
+    max_age: timedelta = timedelta(days=30)
+    # Clocks on volunteers' phones drift; more than this ahead of us is a broken clock or a forgery.
+    max_future_skew: timedelta = timedelta(minutes=10)
+
+
+def check_times(batch: Batch, now: datetime, policy: IngestPolicy) -> None:
+    for m in batch.measurements:
+        if m.measured_at > now + policy.max_future_skew:
+            raise Unprocessable(
+                f"measurement {m.uid} is dated in the future ({m.measured_at.isoformat()})",
+                code="time_window",
+            )
+        if m.measured_at < now - policy.max_age:
+            raise Unprocessable(
+                f"measurement {m.uid} is older than {policy.max_age.days} days", code="time_window"
+            )
+
+
+async def ingest_batch(
+    storage: Storage, body: bytes, now: datetime, policy: IngestPolicy
+) -> StoreResult:
+    try:
+        signed = decode_signed_batch(body, policy.limits)
+        agent = await storage.get_agent(signed.agent_id)
+        if agent is None:
+            raise Forbidden(
+                f"agent {signed.agent_id} is not registered; POST its key to /api/v1/agents first",
+                code="unknown_agent",
+            )
+        if agent.revoked_at is not None:
+            raise Forbidden(f"agent {signed.agent_id} was revoked", code="revoked")
+        batch = signed.verify(agent.public_key, policy.limits)
+    except RemoteProtocolError as exc:
+        raise from_protocol_error(exc) from exc
+    check_times(batch, now, policy)
+    result = await storage.store_batch(signed, batch, now)
+    if result.duplicate_batch:
+        stored_hash = await storage.stored_batch_hash(batch.batch_id)
+        if stored_hash != signed.payload_sha256:
+            raise Conflict(
+                f"batch {batch.batch_id} was already stored with different content",
+                code="batch_conflict",
+            )
+    return result

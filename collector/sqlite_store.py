@@ -1,0 +1,281 @@
+"""SQLite storage: the embedded default. WAL mode, one writer thread, readers on their own connections.
+
+All writes go through a single-thread executor (SQLite allows one writer; queueing them here instead of
+in SQLite's busy handler keeps latency predictable). Readers use separate connections, so with WAL they
+never block ingest. A batch and its measurement rows are committed in one transaction, and ``store_batch``
+returns only after that commit: the HTTP acknowledgement is never ahead of the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from protocol import Batch, Measurement, SignedBatch, format_time
+
+from .aggregate import build_aggregate_sql
+from .storage import AgentRecord, AggregateQuery, StoreResult
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id      TEXT PRIMARY KEY,
+    public_key    BLOB NOT NULL,
+    registered_at TEXT NOT NULL,
+    revoked_at    TEXT
+);
+-- The exact bytes that were verified: anyone can re-check them against the agent's key.
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id       TEXT PRIMARY KEY,
+    agent_id       TEXT NOT NULL REFERENCES agents(agent_id),
+    received_at    TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    measurements   INTEGER NOT NULL
+);
+-- One narrow row per measurement, for queries. No client address anywhere.
+CREATE TABLE IF NOT EXISTS measurements (
+    uid            TEXT PRIMARY KEY,
+    batch_id       TEXT NOT NULL REFERENCES batches(batch_id),
+    agent_id       TEXT NOT NULL,
+    measured_at    TEXT NOT NULL,
+    received_at    TEXT NOT NULL,
+    test           TEXT NOT NULL,
+    country        TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    asn            INTEGER NOT NULL,
+    carrier        TEXT NOT NULL,
+    network_type   TEXT NOT NULL,
+    network_source TEXT NOT NULL,
+    url            TEXT NOT NULL,
+    host           TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    category       TEXT NOT NULL,
+    verdict        TEXT NOT NULL,
+    blocking       TEXT,
+    failure        TEXT,
+    dns_failure    TEXT,
+    tcp_failure    TEXT,
+    http_failure   TEXT,
+    http_status    INTEGER,
+    runtime        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS measurements_by_time ON measurements (measured_at);
+CREATE INDEX IF NOT EXISTS measurements_by_place ON measurements (country, region, asn, measured_at);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+
+MEASUREMENT_COLUMNS = (
+    "uid, batch_id, agent_id, measured_at, received_at, test, country, region, asn, carrier, "
+    "network_type, network_source, url, host, scope, category, verdict, blocking, failure, "
+    "dns_failure, tcp_failure, http_failure, http_status, runtime"
+)
+
+
+def measurement_row(m: Measurement, batch_id: str, received_at: str) -> tuple[Any, ...]:
+    tcp_failure = next((t.failure for t in m.tcp if t.failure), None) if m.tcp else None
+    if m.tcp and any(t.success for t in m.tcp):
+        tcp_failure = None  # one working endpoint is a working TCP step
+    return (
+        m.uid,
+        batch_id,
+        m.agent_id,
+        format_time(m.measured_at),
+        received_at,
+        m.test,
+        m.network.country,
+        m.network.region,
+        m.network.asn,
+        m.network.carrier,
+        m.network.network_type.value,
+        m.network.source,
+        m.target.url,
+        m.target.host,
+        m.target.scope.value,
+        m.target.category,
+        m.verdict.value,
+        m.blocking.value if m.blocking else None,
+        m.failure,
+        m.dns.failure if m.dns else None,
+        tcp_failure,
+        m.http.failure if m.http else None,
+        m.http.status if m.http else None,
+        m.runtime,
+    )
+
+
+class SqliteStorage:
+    def __init__(self, path: Path | str, *, read_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.read_timeout = read_timeout
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives power loss
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._write_conn is not None, "storage is not open"
+            return work(self._write_conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._connect()
+                conn.execute("PRAGMA query_only=ON")
+                self._local.conn = conn
+                with self._lock:
+                    self._reader_conns.append(conn)
+            # Datasette's habit: a read query gets a time limit, so one bad query cannot pin a reader.
+            stop_at = time.monotonic() + self.read_timeout
+            conn.set_progress_handler(lambda: int(time.monotonic() > stop_at), 10_000)
+            try:
+                return work(conn)
+            finally:
+                conn.set_progress_handler(None, 0)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def init() -> None:
+            self._write_conn = self._connect()
+            self._write_conn.executescript(SCHEMA)
+            row = self._write_conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                self._write_conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema {row[0]} is newer than this collector ({SCHEMA_VERSION})"
+                )
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, init)
+
+    async def close(self) -> None:
+        def close_writer() -> None:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, close_writer)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    async def register_agent(self, agent_id: str, public_key: bytes, at: datetime) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO agents (agent_id, public_key, registered_at) VALUES (?, ?, ?)",
+                (agent_id, public_key, format_time(at)),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(work)
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        def work(conn: sqlite3.Connection) -> AgentRecord | None:
+            row = conn.execute(
+                "SELECT agent_id, public_key, registered_at, revoked_at FROM agents"
+                " WHERE agent_id = ?",
+                (agent_id,),
+            ).fetchone()
+            return None if row is None else AgentRecord(row[0], bytes(row[1]), row[2], row[3])
+
+        return await self._read(work)
+
+    async def revoke_agent(self, agent_id: str, at: datetime) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE agents SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL",
+                (format_time(at), agent_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(work)
+
+    async def stored_batch_hash(self, batch_id: str) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT payload_sha256 FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(work)
+
+    async def store_batch(
+        self, signed: SignedBatch, batch: Batch, received_at: datetime
+    ) -> StoreResult:
+        received = format_time(received_at)
+        rows = [measurement_row(m, batch.batch_id, received) for m in batch.measurements]
+        placeholders = ", ".join("?" * len(rows[0]))
+
+        def work(conn: sqlite3.Connection) -> StoreResult:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO batches (batch_id, agent_id, received_at, payload,"
+                    " signature, payload_sha256, measurements) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        batch.batch_id,
+                        batch.agent_id,
+                        received,
+                        signed.payload,
+                        signed.signature,
+                        signed.payload_sha256,
+                        len(rows),
+                    ),
+                )
+                if cur.rowcount == 0:
+                    conn.execute("ROLLBACK")
+                    return StoreResult(batch.batch_id, 0, len(rows), duplicate_batch=True)
+                before = conn.total_changes
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO measurements ({MEASUREMENT_COLUMNS})"
+                    f" VALUES ({placeholders})",
+                    rows,
+                )
+                stored = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return StoreResult(batch.batch_id, stored, len(rows) - stored, duplicate_batch=False)
+
+        return await self._write(work)
+
+    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]:
+        sql, args, names = build_aggregate_sql(query, lambda n: "?")
+
+        def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
+
+        return await self._read(work)

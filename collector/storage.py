@@ -1,0 +1,63 @@
+"""What the collector needs from a database, independent of which one.
+
+Backends: ``sqlite_store.SqliteStorage`` (embedded default). Each keeps the raw signed batch bytes
+(verifiable forever), one narrow row per measurement for queries, and the agents' public keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from protocol import Batch, SignedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    agent_id: str
+    public_key: bytes
+    registered_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What ``store_batch`` did: ``duplicate_batch`` means the very same batch was already stored."""
+
+    batch_id: str
+    stored: int
+    duplicates: int
+    duplicate_batch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateQuery:
+    axes: tuple[str, ...]
+    filters: Mapping[str, Any]
+    since: datetime | None
+    until: datetime | None
+
+
+class Storage(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def register_agent(self, agent_id: str, public_key: bytes, at: datetime) -> bool:
+        """Store the key; return True if the agent is new. Re-registering is harmless."""
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None: ...
+
+    async def revoke_agent(self, agent_id: str, at: datetime) -> bool: ...
+
+    async def store_batch(
+        self, signed: SignedBatch, batch: Batch, received_at: datetime
+    ) -> StoreResult:
+        """Commit the batch and its rows in one transaction; return only after the commit."""
+
+    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]: ...
+
+    async def stored_batch_hash(self, batch_id: str) -> str | None:
+        """SHA-256 of the payload stored under ``batch_id``, or None if there is none."""

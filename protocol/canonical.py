@@ -1,0 +1,115 @@
+"""The one canonical byte form of a Vantage message, and decoding it safely.
+
+Like dnspython's ``to_digestable()``, ``canonical_encode`` is the single function whose bytes get signed:
+maps are sorted by key, strings are UTF-8 ``str``, binary is ``bin``, integers take their shortest form
+and floats are always float64. ``canonical_decode`` reads untrusted bytes under hard limits, so a hostile
+peer cannot make us allocate more than the limits allow, and it refuses anything that is not already in
+canonical form (so one message has exactly one byte string, which makes hashes and dedupe meaningful).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError, LocalProtocolError
+
+Wire = None | bool | int | float | str | bytes | list["Wire"] | dict[str, "Wire"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Upper bounds for decoding untrusted msgpack. The defaults suit one upload batch."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_str_len: int = 64 * 1024
+    max_bin_len: int = 8 * 1024 * 1024
+    max_array_len: int = 10_000
+    max_map_len: int = 64
+    max_depth: int = 12
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+def _normalize(obj: Any, depth: int) -> Any:
+    """Check that ``obj`` is encodable and put it in canonical order."""
+    if depth > DEFAULT_LIMITS.max_depth:
+        raise LocalProtocolError("message nests too deeply to be decoded by a peer")
+    if obj is None or isinstance(obj, bool | int | str | bytes):
+        if isinstance(obj, int) and not isinstance(obj, bool) and not -(2**63) <= obj < 2**64:
+            raise LocalProtocolError(f"integer out of msgpack range: {obj}")
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise LocalProtocolError("NaN and infinities have no canonical form")
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_normalize(item, depth + 1) for item in obj]
+    if isinstance(obj, dict):
+        if not all(isinstance(key, str) for key in obj):
+            raise LocalProtocolError("map keys must be strings")
+        return {key: _normalize(obj[key], depth + 1) for key in sorted(obj)}
+    raise LocalProtocolError(f"cannot encode {type(obj).__name__}")
+
+
+def canonical_encode(obj: Any) -> bytes:
+    """The canonical msgpack bytes of ``obj`` (dicts with str keys, lists, scalars, bytes)."""
+    packed: bytes = msgpack.packb(
+        _normalize(obj, 0), use_bin_type=True, use_single_float=False, strict_types=False
+    )
+    return packed
+
+
+def _depth(obj: Any) -> int:
+    if isinstance(obj, list):
+        return 1 + max((_depth(item) for item in obj), default=0)
+    if isinstance(obj, dict):
+        return 1 + max((_depth(item) for item in obj.values()), default=0)
+    return 0
+
+
+def canonical_decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Decode untrusted canonical msgpack, enforcing ``limits``. Raises ``DecodeError``."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("expected bytes")
+    if len(data) > limits.max_bytes:
+        raise DecodeError(
+            f"message is {len(data)} bytes, limit is {limits.max_bytes}", reason="size"
+        )
+    if len(data) == 0:
+        raise DecodeError("empty message")
+    try:
+        obj = msgpack.unpackb(
+            bytes(data),
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_bin_len,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=0,
+        )
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
+        raise DecodeError(f"not valid msgpack: {exc}") from exc
+    except Exception as exc:  # msgpack raises a few odd types on hostile input
+        raise DecodeError(f"not valid msgpack: {type(exc).__name__}: {exc}") from exc
+    if _depth(obj) > limits.max_depth:
+        raise DecodeError(f"nesting deeper than {limits.max_depth}")
+    try:
+        again = canonical_encode(obj)
+    except LocalProtocolError as exc:
+        raise DecodeError(f"not canonical: {exc}") from exc
+    if again != bytes(data):
+        raise DecodeError("not in canonical form (map order, integer or float width)")
+    return obj

@@ -1,0 +1,524 @@
+"""Frozen, self-checking message types: a measurement and a batch of them.
+
+An invalid message cannot exist: every constructor validates and raises ``LocalProtocolError``
+(building one is *producing* it). ``from_wire`` turns a decoded map from a peer into a message and
+re-raises the same problems as ``SchemaError`` (the peer's fault). The envelope (uid, agent, time,
+runtime, network context, target) is kept apart from the per-test keys (``dns``, ``tcp``, ``http``),
+as in OONI's data format.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Final, TypeVar, cast
+from urllib.parse import urlsplit
+
+from .errors import LocalProtocolError, SchemaError
+from .failures import is_failure_string
+from .signing import AGENT_ID_LEN
+from .timefmt import format_time, parse_time
+from .verdicts import Blocking, NetworkType, Scope, Verdict
+
+SCHEMA_VERSION: Final = 1
+MAX_BATCH_MEASUREMENTS: Final = 500
+MAX_TCP_ENDPOINTS: Final = 16
+MAX_DNS_ANSWERS: Final = 32
+MAX_URL_LEN: Final = 2048
+MAX_TEXT_LEN: Final = 256
+
+TEST_WEB: Final = "web_connectivity"
+KNOWN_TESTS: Final = frozenset({TEST_WEB})
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+_IP_ISH = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
+
+T = TypeVar("T")
+
+
+def _fail(message: str) -> None:
+    raise LocalProtocolError(message)
+
+
+def _check_text(
+    name: str, value: object, max_len: int = MAX_TEXT_LEN, *, empty: bool = True
+) -> None:
+    if not isinstance(value, str):
+        _fail(f"{name} must be a string")
+    assert isinstance(value, str)
+    if len(value) > max_len:
+        _fail(f"{name} is longer than {max_len} characters")
+    if not empty and not value:
+        _fail(f"{name} must not be empty")
+    if any(ord(ch) < 0x20 for ch in value):
+        _fail(f"{name} contains control characters")
+
+
+def _check_failure(name: str, value: object) -> None:
+    if value is not None and not (isinstance(value, str) and is_failure_string(value)):
+        _fail(f"{name} is not a known failure string: {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(f"{name} must be a number of seconds")
+    assert isinstance(value, int | float)
+    if not 0 <= value <= 86_400:
+        _fail(f"{name} must be between 0 and 86400 seconds")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _fail(f"{name} must be an integer in [{low}, {high}]")
+
+
+def _check_host(name: str, value: object) -> None:
+    _check_text(name, value, 253, empty=False)
+    assert isinstance(value, str)
+    if not (_HOSTNAME.match(value) or _IP_ISH.match(value.strip("[]"))):
+        _fail(f"{name} is not a host name or address: {value!r}")
+
+
+def _enum(kind: type[T], name: str, value: object) -> T:
+    try:
+        return kind(value)  # type: ignore[call-arg]
+    except ValueError:
+        raise LocalProtocolError(f"{name} has unknown value {value!r}") from None
+
+
+def _field(wire: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in wire:
+        raise LocalProtocolError(f"{where}.{key} is missing")
+    return wire[key]
+
+
+def _as_map(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(f"{where} must be a map")
+    return value
+
+
+def _as_list(value: object, where: str, max_len: int) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise LocalProtocolError(f"{where} must be a list")
+    if len(value) > max_len:
+        raise LocalProtocolError(f"{where} has more than {max_len} items")
+    return list(value)
+
+
+def _no_extra_keys(wire: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    extra = set(wire) - allowed
+    if extra:
+        raise LocalProtocolError(f"{where} has unknown fields: {', '.join(sorted(extra))}")
+
+
+def from_peer(build: Callable[[], T]) -> T:
+    """Run a ``from_wire`` body and turn validation errors into the peer's fault (``SchemaError``)."""
+    try:
+        return build()
+    except LocalProtocolError as exc:
+        raise SchemaError(str(exc)) from exc
+
+
+def new_uid() -> str:
+    """A measurement or batch id: 32 hex characters, time-ordered like UUIDv7 (ms time + random)."""
+    import os
+    import time
+
+    millis = int(time.time() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | (0x7 << 76) | (rand & ((1 << 76) - 1))
+    return uuid.UUID(int=value).hex
+
+
+# --- the envelope --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkContext:
+    """Where the agent measured from. Never holds the agent's IP address."""
+
+    country: str  # ISO 3166-1 alpha-2, "ZZ" when unknown
+    region: str  # province / state, ideally ISO 3166-2 ("IR-07"); "" when unknown
+    asn: int  # carrier's autonomous system number, 0 when unknown
+    carrier: str  # carrier name as a human reads it
+    network_type: NetworkType = NetworkType.UNKNOWN
+    source: str = "self-reported"  # "self-reported" | "collector" (a signed whoami token)
+
+    _FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"country", "region", "asn", "carrier", "network_type", "source"}
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.country, str) or not _COUNTRY.match(self.country):
+            _fail(f"network.country must be two capital letters, got {self.country!r}")
+        _check_text("network.region", self.region, 64)
+        _check_int("network.asn", self.asn, 0, 2**32 - 1)
+        _check_text("network.carrier", self.carrier, 128)
+        object.__setattr__(
+            self, "network_type", _enum(NetworkType, "network.network_type", self.network_type)
+        )
+        if self.source not in ("self-reported", "collector"):
+            _fail(f"network.source has unknown value {self.source!r}")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "country": self.country,
+            "region": self.region,
+            "asn": self.asn,
+            "carrier": self.carrier,
+            "network_type": self.network_type.value,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> NetworkContext:
+        m = _as_map(wire, "network")
+        _no_extra_keys(m, cls._FIELDS, "network")
+        return cls(**{key: _field(m, key, "network") for key in sorted(cls._FIELDS)})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str
+    scope: Scope
+    category: str = "MISC"
+
+    def __post_init__(self) -> None:
+        _check_text("target.url", self.url, MAX_URL_LEN, empty=False)
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            _fail(f"target.url must be an http(s) URL with a host: {self.url!r}")
+        object.__setattr__(self, "scope", _enum(Scope, "target.scope", self.scope))
+        _check_text("target.category", self.category, 16, empty=False)
+
+    @property
+    def host(self) -> str:
+        host = urlsplit(self.url).hostname
+        assert host is not None
+        return host
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "host": self.host,
+            "scope": self.scope.value,
+            "category": self.category,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> Target:
+        m = _as_map(wire, "target")
+        _no_extra_keys(m, frozenset({"url", "host", "scope", "category"}), "target")
+        target = cls(
+            _field(m, "url", "target"),
+            _field(m, "scope", "target"),
+            _field(m, "category", "target"),
+        )
+        if m.get("host") != target.host:
+            _fail("target.host does not match the URL's host")
+        return target
+
+
+# --- per-test keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResult:
+    resolver: str  # "system" or the address asked ("198.18.0.53:53")
+    answers: tuple[str, ...]  # A and AAAA addresses, in answer order
+    failure: str | None
+    runtime: float
+
+    def __post_init__(self) -> None:
+        _check_text("dns.resolver", self.resolver, 64, empty=False)
+        object.__setattr__(
+            self, "answers", tuple(_as_list(self.answers, "dns.answers", MAX_DNS_ANSWERS))
+        )
+        for answer in self.answers:
+            _check_text("dns.answers[]", answer, 45, empty=False)
+            if not _IP_ISH.match(answer):
+                _fail(f"dns.answers has a non-address: {answer!r}")
+        _check_failure("dns.failure", self.failure)
+        _check_seconds("dns.runtime", self.runtime)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "resolver": self.resolver,
+            "answers": list(self.answers),
+            "failure": self.failure,
+            "runtime": float(self.runtime),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> DnsResult:
+        m = _as_map(wire, "dns")
+        _no_extra_keys(m, frozenset({"resolver", "answers", "failure", "runtime"}), "dns")
+        return cls(
+            _field(m, "resolver", "dns"),
+            tuple(_as_list(_field(m, "answers", "dns"), "dns.answers", MAX_DNS_ANSWERS)),
+            _field(m, "failure", "dns"),
+            _field(m, "runtime", "dns"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TcpResult:
+    ip: str
+    port: int
+    failure: str | None
+    runtime: float  # the connect time on success (the RTT), time to failure otherwise
+
+    def __post_init__(self) -> None:
+        _check_text("tcp.ip", self.ip, 45, empty=False)
+        if not _IP_ISH.match(self.ip):
+            _fail(f"tcp.ip is not an address: {self.ip!r}")
+        _check_int("tcp.port", self.port, 1, 65535)
+        _check_failure("tcp.failure", self.failure)
+        _check_seconds("tcp.runtime", self.runtime)
+
+    @property
+    def success(self) -> bool:
+        return self.failure is None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "failure": self.failure,
+            "runtime": float(self.runtime),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> TcpResult:
+        m = _as_map(wire, "tcp[]")
+        _no_extra_keys(m, frozenset({"ip", "port", "failure", "runtime"}), "tcp[]")
+        return cls(*(_field(m, key, "tcp[]") for key in ("ip", "port", "failure", "runtime")))
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    url: str  # the URL finally fetched (after redirects)
+    status: int | None
+    body_length: int | None
+    body_sha256: str | None
+    title: str | None
+    failure: str | None
+    runtime: float
+
+    def __post_init__(self) -> None:
+        _check_text("http.url", self.url, MAX_URL_LEN, empty=False)
+        if self.status is not None:
+            _check_int("http.status", self.status, 100, 599)
+        if self.body_length is not None:
+            _check_int("http.body_length", self.body_length, 0, 2**40)
+        if self.body_sha256 is not None and not re.match(r"^[0-9a-f]{64}$", str(self.body_sha256)):
+            _fail("http.body_sha256 must be 64 lowercase hex characters")
+        if self.title is not None:
+            _check_text("http.title", self.title, MAX_TEXT_LEN)
+        _check_failure("http.failure", self.failure)
+        _check_seconds("http.runtime", self.runtime)
+        if self.failure is None and self.status is None:
+            _fail("http.status is required when http.failure is empty")
+
+    _KEYS: ClassVar[tuple[str, ...]] = (
+        "url",
+        "status",
+        "body_length",
+        "body_sha256",
+        "title",
+        "failure",
+        "runtime",
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {key: getattr(self, key) for key in self._KEYS}
+        wire["runtime"] = float(self.runtime)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: object) -> HttpResult:
+        m = _as_map(wire, "http")
+        _no_extra_keys(m, frozenset(cls._KEYS), "http")
+        return cls(*(_field(m, key, "http") for key in cls._KEYS))
+
+
+# --- one measurement and a batch -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    uid: str
+    agent_id: str
+    measured_at: datetime
+    runtime: float
+    network: NetworkContext
+    target: Target
+    verdict: Verdict
+    blocking: Blocking | None = None
+    failure: str | None = None  # the first failure seen, for quick filtering
+    dns: DnsResult | None = None
+    tcp: tuple[TcpResult, ...] = ()
+    http: HttpResult | None = None
+    test: str = TEST_WEB
+    schema: int = field(default=SCHEMA_VERSION)
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "schema",
+            "uid",
+            "agent_id",
+            "measured_at",
+            "runtime",
+            "network",
+            "target",
+            "test",
+            "verdict",
+            "blocking",
+            "failure",
+            "dns",
+            "tcp",
+            "http",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if self.schema != SCHEMA_VERSION:
+            _fail(
+                f"measurement schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})"
+            )
+        if not isinstance(self.uid, str) or not _HEX32.match(self.uid):
+            _fail("measurement.uid must be 32 lowercase hex characters")
+        if not isinstance(self.agent_id, str) or not _HEX32.match(self.agent_id):
+            _fail(f"measurement.agent_id must be {AGENT_ID_LEN} lowercase hex characters")
+        format_time(self.measured_at)  # checks it is timezone-aware
+        _check_seconds("measurement.runtime", self.runtime)
+        network, target = cast(object, self.network), cast(object, self.target)
+        if not isinstance(network, NetworkContext) or not isinstance(target, Target):
+            _fail("measurement.network and .target must be message objects")
+        if self.test not in KNOWN_TESTS:
+            _fail(f"measurement.test {self.test!r} is not a known test")
+        object.__setattr__(self, "verdict", _enum(Verdict, "measurement.verdict", self.verdict))
+        if self.blocking is not None:
+            object.__setattr__(
+                self, "blocking", _enum(Blocking, "measurement.blocking", self.blocking)
+            )
+        _check_failure("measurement.failure", self.failure)
+        object.__setattr__(self, "tcp", tuple(self.tcp))
+        if len(self.tcp) > MAX_TCP_ENDPOINTS:
+            _fail(f"measurement.tcp has more than {MAX_TCP_ENDPOINTS} endpoints")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "uid": self.uid,
+            "agent_id": self.agent_id,
+            "measured_at": format_time(self.measured_at),
+            "runtime": float(self.runtime),
+            "network": self.network.to_wire(),
+            "target": self.target.to_wire(),
+            "test": self.test,
+            "verdict": self.verdict.value,
+            "blocking": self.blocking.value if self.blocking else None,
+            "failure": self.failure,
+            "dns": self.dns.to_wire() if self.dns else None,
+            "tcp": [item.to_wire() for item in self.tcp],
+            "http": self.http.to_wire() if self.http else None,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> Measurement:
+        m = _as_map(wire, "measurement")
+        _no_extra_keys(m, cls._KEYS, "measurement")
+
+        def get(key: str) -> Any:
+            return _field(m, key, "measurement")
+
+        dns, http = get("dns"), get("http")
+        return cls(
+            schema=get("schema"),
+            uid=get("uid"),
+            agent_id=get("agent_id"),
+            measured_at=parse_time(get("measured_at")),
+            runtime=get("runtime"),
+            network=NetworkContext.from_wire(get("network")),
+            target=Target.from_wire(get("target")),
+            test=get("test"),
+            verdict=get("verdict"),
+            blocking=get("blocking"),
+            failure=get("failure"),
+            dns=None if dns is None else DnsResult.from_wire(dns),
+            tcp=tuple(
+                TcpResult.from_wire(item)
+                for item in _as_list(get("tcp"), "measurement.tcp", MAX_TCP_ENDPOINTS)
+            ),
+            http=None if http is None else HttpResult.from_wire(http),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What an agent signs and uploads: a batch id (for idempotent re-sends) and its measurements."""
+
+    batch_id: str
+    agent_id: str
+    created_at: datetime
+    measurements: tuple[Measurement, ...]
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.schema != SCHEMA_VERSION:
+            _fail(f"batch schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})")
+        if not isinstance(self.batch_id, str) or not _HEX32.match(self.batch_id):
+            _fail("batch.batch_id must be 32 lowercase hex characters")
+        if not isinstance(self.agent_id, str) or not _HEX32.match(self.agent_id):
+            _fail("batch.agent_id must be 32 lowercase hex characters")
+        format_time(self.created_at)
+        object.__setattr__(self, "measurements", tuple(self.measurements))
+        if not 1 <= len(self.measurements) <= MAX_BATCH_MEASUREMENTS:
+            _fail(f"a batch holds 1 to {MAX_BATCH_MEASUREMENTS} measurements")
+        uids = set()
+        for item in self.measurements:
+            if item.agent_id != self.agent_id:
+                _fail("every measurement in a batch must belong to the batch's agent")
+            if item.uid in uids:
+                _fail(f"measurement {item.uid} appears twice in the batch")
+            uids.add(item.uid)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "batch_id": self.batch_id,
+            "agent_id": self.agent_id,
+            "created_at": format_time(self.created_at),
+            "measurements": [item.to_wire() for item in self.measurements],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> Batch:
+        m = _as_map(wire, "batch")
+        _no_extra_keys(
+            m, frozenset({"schema", "batch_id", "agent_id", "created_at", "measurements"}), "batch"
+        )
+        items = _as_list(
+            _field(m, "measurements", "batch"), "batch.measurements", MAX_BATCH_MEASUREMENTS
+        )
+        return cls(
+            schema=_field(m, "schema", "batch"),
+            batch_id=_field(m, "batch_id", "batch"),
+            agent_id=_field(m, "agent_id", "batch"),
+            created_at=parse_time(_field(m, "created_at", "batch")),
+            measurements=tuple(Measurement.from_wire(item) for item in items),
+        )
