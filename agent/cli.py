@@ -137,8 +137,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         registered = _register(config, key)
     _emit(
         args,
-        {"agent_id": key.agent_id, "config": str(path), "key_file": str(config.key_file),
-         "registered": registered},
+        {
+            "agent_id": key.agent_id,
+            "config": str(path),
+            "key_file": str(config.key_file),
+            "registered": registered,
+        },
         f"agent {key.agent_id}\nconfig  {path}\nkey     {config.key_file} (mode 0600)\n"
         + ("registered with " + config.collector_url if registered else "not registered yet"),
     )

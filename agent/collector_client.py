@@ -30,7 +30,10 @@ class CollectorClient:
     async def _post(self, path: str, data: bytes, content_type: str) -> dict[str, Any]:
         try:
             async with self.session.post(
-                self.base_url + path, data=data, headers={"Content-Type": content_type}, timeout=TIMEOUT
+                self.base_url + path,
+                data=data,
+                headers={"Content-Type": content_type},
+                timeout=TIMEOUT,
             ) as response:
                 text = await response.text()
                 if 400 <= response.status < 500:
@@ -40,7 +43,9 @@ class CollectorClient:
                 result: dict[str, Any] = json.loads(text)
                 return result
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise UploadError(f"cannot reach collector at {self.base_url}: {exc or type(exc).__name__}") from exc
+            raise UploadError(
+                f"cannot reach collector at {self.base_url}: {exc or type(exc).__name__}"
+            ) from exc
 
     async def register(self, key: SigningKey) -> dict[str, Any]:
         body = json.dumps(make_registration(key, utc_now())).encode()

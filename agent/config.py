@@ -29,7 +29,9 @@ class AgentConfig:
 def check_collector_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"collector URL must look like https://collector.example:8443, got {url!r}")
+        raise ConfigError(
+            f"collector URL must look like https://collector.example:8443, got {url!r}"
+        )
     return url.rstrip("/")
 
 
@@ -37,7 +39,7 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     if key not in table:
         raise ConfigError(f"{where}: missing key {key!r}")
     value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
     return value
 
@@ -47,7 +49,9 @@ def load_config(path: Path) -> AgentConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"no agent config at {path}; run `vantage agent init --collector URL`") from None
+        raise ConfigError(
+            f"no agent config at {path}; run `vantage agent init --collector URL`"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     try:

@@ -54,7 +54,11 @@ def network_failure(exc: BaseException) -> str:
         return F.GENERIC_TIMEOUT
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert_error = exc.certificate_error
-        return ssl_failure(cert_error) if isinstance(cert_error, ssl.SSLError) else F.SSL_INVALID_CERTIFICATE
+        return (
+            ssl_failure(cert_error)
+            if isinstance(cert_error, ssl.SSLError)
+            else F.SSL_INVALID_CERTIFICATE
+        )
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
         inner = getattr(exc, "os_error", None) or exc.__cause__
         return ssl_failure(inner) if isinstance(inner, ssl.SSLError) else F.SSL_FAILED_HANDSHAKE

@@ -17,10 +17,7 @@ def step_text(m: Measurement) -> tuple[str, str, str]:
         tcp = f"ok {best * 1000:.0f}ms"
     else:
         tcp = m.tcp[0].failure or "?"
-    if m.http is None:
-        http = "-"
-    else:
-        http = m.http.failure or str(m.http.status)
+    http = "-" if m.http is None else m.http.failure or str(m.http.status)
     return dns or "-", tcp, http
 
 

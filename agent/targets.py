@@ -38,7 +38,7 @@ def parse_targets(text: str, source: str = "<targets>") -> list[Target]:
         if not url or url.startswith("#"):
             continue
         try:
-            target = Target(url, clean.get("scope", ""), clean.get("category_code") or "MISC")
+            target = Target(url, clean.get("scope", ""), clean.get("category_code") or "MISC")  # type: ignore[arg-type]  # validated by Target
         except LocalProtocolError as exc:
             problems.append(f"{source}:{line}: {exc}")
             continue

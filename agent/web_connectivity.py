@@ -27,14 +27,14 @@ from protocol import (
 )
 from protocol import failures as F
 
-from .probes.dns_probe import ResolverSpec, measure_dns
+from .probes.dns_probe import SYSTEM_RESOLVER, ResolverSpec, measure_dns
 from .probes.http_probe import measure_http
 from .probes.tcp_probe import measure_tcp
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
-    resolver: ResolverSpec = ResolverSpec()
+    resolver: ResolverSpec = SYSTEM_RESOLVER
     timeout: float = 5.0
     max_endpoints: int = 4
     ca_file: str | None = None

@@ -28,7 +28,9 @@ from .storage import Storage
 
 log = logging.getLogger("vantage.collector")
 
-MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
+MSGPACK_TYPES = frozenset(
+    {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +173,7 @@ async def aggregate(request: web.Request) -> web.Response:
 
 
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
-    app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[error_middleware]
-    )
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
     app[STORAGE] = storage if storage is not None else SqliteStorage(config.db_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -26,7 +27,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     commands = collector.add_subparsers(dest="collector_command", metavar="COMMAND", required=True)
     serve = commands.add_parser(
-        "serve", help="serve the HTTP API", epilog=EXAMPLES,
+        "serve",
+        help="serve the HTTP API",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--db", type=Path, default=Path("vantage-collector.db"), help="SQLite file")
@@ -70,10 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(f"vantage collector listening on {url} (db: {args.db})", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(config, args.host, args.port, announce))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -94,11 +95,16 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"agent_id": args.agent_id, "revoked": revoked}))
     else:
-        print(f"agent {args.agent_id} " + ("revoked" if revoked else "was not found or already revoked"))
+        print(
+            f"agent {args.agent_id} "
+            + ("revoked" if revoked else "was not found or already revoked")
+        )
     return 0 if revoked else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return asyncio.run(run_demo(workdir=args.workdir, as_json=args.json, internet=args.internet, out=sys.stdout))
+    return asyncio.run(
+        run_demo(workdir=args.workdir, as_json=args.json, internet=args.internet, out=sys.stdout)
+    )

@@ -37,7 +37,7 @@ INTERNATIONAL = {
     "social.world.test": "Social Network",
 }
 # How the censor answers for each international name: three techniques seen in the field.
-CENSOR = {
+CENSOR: dict[str, str | list[str]] = {
     "news.world.test": "NXDOMAIN",
     "video.world.test": ["127.0.0.66"],  # a sinkhole: nothing listens there
     "social.world.test": "REFUSED",
@@ -69,8 +69,12 @@ AGENTS = [
 
 async def _vantage(*argv: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vantagepoint", *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "vantagepoint",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     assert process.returncode is not None
@@ -84,7 +88,10 @@ def _targets_csv(web_port: int, internet: bool) -> str:
     for host in INTERNATIONAL:
         lines.append(f"http://{host}:{web_port}/,NEWS,,2026-11-28,demo,,international")
     if internet:
-        lines.extend(f"{url},{cat},,2026-11-28,demo,public site,{scope}" for url, scope, cat in PUBLIC_TARGETS)
+        lines.extend(
+            f"{url},{cat},,2026-11-28,demo,public site,{scope}"
+            for url, scope, cat in PUBLIC_TARGETS
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -98,9 +105,15 @@ def read_aggregate(rows: list[dict[str, Any]]) -> list[str]:
     for (region, asn, carrier), ratios in sorted(places.items()):
         domestic, international = ratios.get("domestic"), ratios.get("international")
         where = f"{region} AS{asn} {carrier}"
-        if domestic is not None and international is not None and domestic >= 0.8 > 0.5 > international:
-            lines.append(f"{where}: international cut — domestic {domestic:.0%} reachable,"
-                         f" international {international:.0%}")
+        if (
+            domestic is not None
+            and international is not None
+            and domestic >= 0.8 > 0.5 > international
+        ):
+            lines.append(
+                f"{where}: international cut — domestic {domestic:.0%} reachable,"
+                f" international {international:.0%}"
+            )
         elif all(value < 0.5 for value in ratios.values()):
             lines.append(f"{where}: everything failing — outage, or a broken vantage point")
         else:
@@ -108,9 +121,7 @@ def read_aggregate(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-async def run_demo(
-    *, workdir: Path | None, as_json: bool, internet: bool, out: TextIO
-) -> int:
+async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: TextIO) -> int:
 
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vantage-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -123,14 +134,16 @@ async def run_demo(
     records = {host: ["127.0.0.1"] for host in web_sites}
     web = await LabWeb(web_sites).start()
     honest = await LabDns(Zone(records)).start()
-    censoring = await LabDns(Zone(records, dict(CENSOR))).start()
+    censoring = await LabDns(Zone(records, {**CENSOR})).start()
     collector = await start_collector(CollectorConfig(db_path=root / "collector.db"))
     try:
         say(f"collector    {collector.url}  (SQLite: {root / 'collector.db'})")
         say(f"web sites    127.0.0.1:{web.port}  domestic: {', '.join(DOMESTIC)}")
         say(f"                             international: {', '.join(INTERNATIONAL)}")
-        say(f"resolvers    honest {honest.address}; censoring {censoring.address}"
-            " (NXDOMAIN / sinkhole / REFUSED for international names)")
+        say(
+            f"resolvers    honest {honest.address}; censoring {censoring.address}"
+            " (NXDOMAIN / sinkhole / REFUSED for international names)"
+        )
         targets = root / "targets.csv"
         targets.write_text(_targets_csv(web.port, internet), encoding="utf-8")
 
@@ -141,14 +154,30 @@ async def run_demo(
                 resolver = "system"
             if not config.exists():
                 code, _, err = await _vantage(
-                    "agent", "init", "--config", str(config), "--collector", collector.url,
-                    "--country", "XA", "--region", agent.region, "--asn", str(agent.asn),
-                    "--carrier", agent.carrier, "--network-type", agent.network_type,
-                    "--resolver", resolver,
+                    "agent",
+                    "init",
+                    "--config",
+                    str(config),
+                    "--collector",
+                    collector.url,
+                    "--country",
+                    "XA",
+                    "--region",
+                    agent.region,
+                    "--asn",
+                    str(agent.asn),
+                    "--carrier",
+                    agent.carrier,
+                    "--network-type",
+                    agent.network_type,
+                    "--resolver",
+                    resolver,
                 )
                 if code != 0:
                     return agent, code, "", err
-            code, output, err = await _vantage("agent", "once", "--config", str(config), "--targets", str(targets))
+            code, output, err = await _vantage(
+                "agent", "once", "--config", str(config), "--targets", str(targets)
+            )
             return agent, code, output, err
 
         say("\nrunning 3 agents (separate processes, own Ed25519 keys, signed uploads) ...")
@@ -156,7 +185,10 @@ async def run_demo(
         failed = False
         for agent, code, output, err in results:
             where = f"{agent.region} AS{agent.asn} {agent.carrier} ({agent.network_type})"
-            say(f"\n== agent {agent.name}: {where}" + (" — behind the censoring resolver" if agent.censored else ""))
+            say(
+                f"\n== agent {agent.name}: {where}"
+                + (" — behind the censoring resolver" if agent.censored else "")
+            )
             if code != 0:
                 failed = True
                 say(f"agent exited {code}: {err.strip() or output.strip()}")
@@ -171,21 +203,48 @@ async def run_demo(
         if as_json:
             print(json.dumps(document, indent=2), file=out)
         else:
-            say(f"\n== collector: GET /api/v1/aggregate?by=region,carrier,scope\n")
+            say("\n== collector: GET /api/v1/aggregate?by=region,carrier,scope\n")
             table_rows = [
-                [r["region"], f"AS{r['asn']}", r["carrier"], r["scope"], r["measurements"], r["ok"],
-                 r["anomaly"], r["agents"], f"{100 * r['ok'] / r['measurements']:.0f}%"]
+                [
+                    r["region"],
+                    f"AS{r['asn']}",
+                    r["carrier"],
+                    r["scope"],
+                    r["measurements"],
+                    r["ok"],
+                    r["anomaly"],
+                    r["agents"],
+                    f"{100 * r['ok'] / r['measurements']:.0f}%",
+                ]
                 for r in rows
             ]
-            say(render_table(
-                ["region", "asn", "carrier", "scope", "measured", "ok", "anomaly", "agents", "reachable"],
-                table_rows,
-            ))
-            say("\nReading it (the full detector comes with the analysis issue; this is a quick look):")
+            say(
+                render_table(
+                    [
+                        "region",
+                        "asn",
+                        "carrier",
+                        "scope",
+                        "measured",
+                        "ok",
+                        "anomaly",
+                        "agents",
+                        "reachable",
+                    ],
+                    table_rows,
+                )
+            )
+            say(
+                "\nReading it (the full detector comes with the analysis issue; this is a quick look):"
+            )
             for line in read_aggregate(rows):
                 say("  " + line)
-            say(f"Every row is backed by signed measurements stored verbatim in {root / 'collector.db'}.")
-        expected = len(AGENTS) * (len(DOMESTIC) + len(INTERNATIONAL) + (len(PUBLIC_TARGETS) if internet else 0))
+            say(
+                f"Every row is backed by signed measurements stored verbatim in {root / 'collector.db'}."
+            )
+        expected = len(AGENTS) * (
+            len(DOMESTIC) + len(INTERNATIONAL) + (len(PUBLIC_TARGETS) if internet else 0)
+        )
         total = sum(int(r["measurements"]) for r in rows)
         if failed or total != expected:
             say(f"\ndemo incomplete: {total} of {expected} measurements reached the collector")

@@ -61,7 +61,9 @@ class Unprocessable(CollectorError):
 def from_protocol_error(exc: RemoteProtocolError) -> CollectorError:
     """The HTTP error for a peer's protocol violation."""
     if isinstance(exc, SignatureError):
-        return Unauthorized(str(exc), code="bad_key" if exc.reason == "bad_key" else "bad_signature")
+        return Unauthorized(
+            str(exc), code="bad_key" if exc.reason == "bad_key" else "bad_signature"
+        )
     if isinstance(exc, DecodeError):
         if exc.reason == "size":
             return PayloadTooLarge(str(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from protocol import Batch, DecodeLimits, RemoteProtocolError, decode_signed_batch
+from protocol import DEFAULT_LIMITS, Batch, DecodeLimits, RemoteProtocolError, decode_signed_batch
 
 from .errors import Conflict, Forbidden, Unprocessable, from_protocol_error
 from .storage import Storage, StoreResult
@@ -18,7 +18,7 @@ from .storage import Storage, StoreResult
 
 @dataclass(frozen=True, slots=True)
 class IngestPolicy:
-    limits: DecodeLimits = DecodeLimits()
+    limits: DecodeLimits = DEFAULT_LIMITS
     # Agents keep measuring through a shutdown and upload later, so old is fine up to a point.
     max_age: timedelta = timedelta(days=30)
     # Clocks on volunteers' phones drift; more than this ahead of us is a broken clock or a forgery.

@@ -35,7 +35,9 @@ class ResolverSpec:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ValueError(f"resolver must be 'system' or an IP address[:port], got {text!r}") from None
+            raise ValueError(
+                f"resolver must be 'system' or an IP address[:port], got {text!r}"
+            ) from None
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"resolver port must be 1-65535, got {port!r}")
         return cls(host, int(port))
@@ -58,6 +60,9 @@ class ResolverSpec:
         resolver.timeout = min(timeout, 2.0)
         resolver.cache = None  # every measurement asks the network
         return resolver
+
+
+SYSTEM_RESOLVER = ResolverSpec()
 
 
 async def _query(resolver: dns.asyncresolver.Resolver, host: str, rdtype: str) -> list[str]:

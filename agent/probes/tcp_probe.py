@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from protocol import TcpResult
@@ -18,10 +19,8 @@ async def connect_once(ip: str, port: int, timeout: float) -> TcpResult:
         return TcpResult(ip, port, network_failure(exc), min(time.monotonic() - started, 86_400))
     elapsed = time.monotonic() - started
     writer.close()
-    try:
+    with contextlib.suppress(Exception):  # closing is not part of the measurement
         await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except Exception:  # closing is not part of the measurement
-        pass
     return TcpResult(ip, port, None, elapsed)
 
 
