@@ -35,13 +35,22 @@ class DecodeLimits:
 DEFAULT_LIMITS = DecodeLimits()
 
 
+def _check_utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"string is not encodable as UTF-8: {exc.reason}") from None
+
+
 def _normalize(obj: Any, depth: int) -> Any:
     """Check that ``obj`` is encodable and put it in canonical order."""
-    if depth > DEFAULT_LIMITS.max_depth:
+    if isinstance(obj, list | tuple | dict) and depth >= DEFAULT_LIMITS.max_depth:
         raise LocalProtocolError("message nests too deeply to be decoded by a peer")
     if obj is None or isinstance(obj, bool | int | str | bytes):
         if isinstance(obj, int) and not isinstance(obj, bool) and not -(2**63) <= obj < 2**64:
             raise LocalProtocolError(f"integer out of msgpack range: {obj}")
+        if isinstance(obj, str):
+            _check_utf8(obj)
         return obj
     if isinstance(obj, float):
         if not math.isfinite(obj):
@@ -52,6 +61,8 @@ def _normalize(obj: Any, depth: int) -> Any:
     if isinstance(obj, dict):
         if not all(isinstance(key, str) for key in obj):
             raise LocalProtocolError("map keys must be strings")
+        for key in obj:
+            _check_utf8(key)
         return {key: _normalize(obj[key], depth + 1) for key in sorted(obj)}
     raise LocalProtocolError(f"cannot encode {type(obj).__name__}")
 
@@ -64,12 +75,14 @@ def canonical_encode(obj: Any) -> bytes:
     return packed
 
 
-def _depth(obj: Any) -> int:
-    if isinstance(obj, list):
-        return 1 + max((_depth(item) for item in obj), default=0)
-    if isinstance(obj, dict):
-        return 1 + max((_depth(item) for item in obj.values()), default=0)
-    return 0
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests more than ``limit`` containers; recurses at most ``limit + 1`` deep."""
+    if not isinstance(obj, list | dict):
+        return False
+    if limit <= 0:
+        return True
+    items = obj.values() if isinstance(obj, dict) else obj
+    return any(_deeper_than(item, limit - 1) for item in items)
 
 
 def canonical_decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
@@ -104,7 +117,7 @@ def canonical_decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         raise DecodeError(f"not valid msgpack: {exc}") from exc
     except Exception as exc:  # msgpack raises a few odd types on hostile input
         raise DecodeError(f"not valid msgpack: {type(exc).__name__}: {exc}") from exc
-    if _depth(obj) > limits.max_depth:
+    if _deeper_than(obj, limits.max_depth):
         raise DecodeError(f"nesting deeper than {limits.max_depth}")
     try:
         again = canonical_encode(obj)

@@ -81,7 +81,7 @@ def decode_signed_batch(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> S
     def build() -> SignedBatch:
         if not isinstance(wire, dict) or set(wire) != {"v", "agent_id", "payload", "sig"}:
             raise LocalProtocolError("envelope must be a map of exactly v, agent_id, payload, sig")
-        if wire["v"] != ENVELOPE_VERSION:
+        if type(wire["v"]) is not int or wire["v"] != ENVELOPE_VERSION:
             raise LocalProtocolError(f"envelope version {wire['v']!r} is not supported")
         agent_id, payload, sig = wire["agent_id"], wire["payload"], wire["sig"]
         if not isinstance(agent_id, str) or len(agent_id) != 32:

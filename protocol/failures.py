@@ -53,7 +53,8 @@ KNOWN_FAILURES: Final[dict[str, frozenset[str]]] = {
 
 def unknown_failure(text: str) -> str:
     """The failure string for an error the mapping does not know yet (one line, bounded length)."""
-    one_line = " ".join(str(text).split()) or "no detail"
+    printable = "".join(" " if ord(ch) < 0x20 else ch for ch in str(text))
+    one_line = " ".join(printable.split()) or "no detail"
     return UNKNOWN_PREFIX + one_line[:UNKNOWN_TEXT_MAX]
 
 
@@ -63,5 +64,5 @@ def is_failure_string(value: str) -> bool:
         return True
     if value.startswith(UNKNOWN_PREFIX):
         rest = value[len(UNKNOWN_PREFIX) :]
-        return 0 < len(rest) <= UNKNOWN_TEXT_MAX and "\n" not in rest
+        return 0 < len(rest) <= UNKNOWN_TEXT_MAX and all(ord(ch) >= 0x20 for ch in rest)
     return False

@@ -193,7 +193,13 @@ class Target:
 
     def __post_init__(self) -> None:
         _check_text("target.url", self.url, MAX_URL_LEN, empty=False)
-        parts = urlsplit(self.url)
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018  (raises ValueError for a non-numeric or out-of-range port)
+        except ValueError as exc:
+            raise LocalProtocolError(
+                f"target.url is not a valid URL ({exc}): {self.url!r}"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             _fail(f"target.url must be an http(s) URL with a host: {self.url!r}")
         object.__setattr__(self, "scope", _enum(Scope, "target.scope", self.scope))
@@ -395,7 +401,7 @@ class Measurement:
     )
 
     def __post_init__(self) -> None:
-        if self.schema != SCHEMA_VERSION:
+        if type(self.schema) is not int or self.schema != SCHEMA_VERSION:
             _fail(
                 f"measurement schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})"
             )
@@ -408,7 +414,7 @@ class Measurement:
         network, target = cast(object, self.network), cast(object, self.target)
         if not isinstance(network, NetworkContext) or not isinstance(target, Target):
             _fail("measurement.network and .target must be message objects")
-        if self.test not in KNOWN_TESTS:
+        if not isinstance(self.test, str) or self.test not in KNOWN_TESTS:
             _fail(f"measurement.test {self.test!r} is not a known test")
         object.__setattr__(self, "verdict", _enum(Verdict, "measurement.verdict", self.verdict))
         if self.blocking is not None:
@@ -416,9 +422,16 @@ class Measurement:
                 self, "blocking", _enum(Blocking, "measurement.blocking", self.blocking)
             )
         _check_failure("measurement.failure", self.failure)
-        object.__setattr__(self, "tcp", tuple(self.tcp))
-        if len(self.tcp) > MAX_TCP_ENDPOINTS:
-            _fail(f"measurement.tcp has more than {MAX_TCP_ENDPOINTS} endpoints")
+        object.__setattr__(
+            self, "tcp", tuple(_as_list(self.tcp, "measurement.tcp", MAX_TCP_ENDPOINTS))
+        )
+        if not all(isinstance(cast(object, item), TcpResult) for item in self.tcp):
+            _fail("measurement.tcp must hold TcpResult objects")
+        dns, http = cast(object, self.dns), cast(object, self.http)
+        if dns is not None and not isinstance(dns, DnsResult):
+            _fail("measurement.dns must be a DnsResult or None")
+        if http is not None and not isinstance(http, HttpResult):
+            _fail("measurement.http must be an HttpResult or None")
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -479,7 +492,7 @@ class Batch:
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.schema != SCHEMA_VERSION:
+        if type(self.schema) is not int or self.schema != SCHEMA_VERSION:
             _fail(f"batch schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})")
         if not isinstance(self.batch_id, str) or not _HEX32.match(self.batch_id):
             _fail("batch.batch_id must be 32 lowercase hex characters")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from .errors import LocalProtocolError
 
-_WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+_WIRE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 def utc_now() -> datetime:
@@ -17,12 +17,13 @@ def utc_now() -> datetime:
 def format_time(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise LocalProtocolError("timestamps must be timezone-aware (UTC)")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, unlike strftime("%Y"), always writes four year digits
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
     """Parse a wire timestamp. Raises ``LocalProtocolError`` (callers decoding peer data rewrap it)."""
-    if not isinstance(text, str) or not _WIRE_TIME.match(text):
+    if not isinstance(text, str) or not _WIRE_TIME.fullmatch(text):
         raise LocalProtocolError(f"not a UTC timestamp like 2026-01-31T12:00:00.000000Z: {text!r}")
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
