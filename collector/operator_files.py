@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 from protocol import LocalProtocolError, RemoteProtocolError, SigningKey, VantageError
 from protocol.keyset import format_public_key, parse_public_key
+from protocol.secretfile import SecretFileError, read_secret, write_new_secret
 
 
 class OperatorError(VantageError):
@@ -35,31 +34,24 @@ def pub_path(key_path: Path) -> Path:
 
 
 def create_operator_key(path: Path) -> SigningKey:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = SigningKey.generate()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise OperatorError(f"{path} exists; refusing to overwrite an operator key") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, 0o600)
+        write_new_secret(path, key.raw)
+    except SecretFileError as exc:
+        raise OperatorError(str(exc)) from exc
     pub_path(path).write_text(format_public_key(key.public_key) + "\n", encoding="ascii")
     return key
 
 
 def load_operator_key(path: Path) -> SigningKey:
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise OperatorError(f"cannot read operator key {path}: {exc.strerror}") from exc
-    if mode & 0o077:
+        raw = read_secret(path)
+    except FileNotFoundError:
         raise OperatorError(
-            f"operator key {path} is readable by others (mode {mode:o}); chmod 600 {path}"
-        )
+            f"no operator key at {path}; create one with `vantage operator keygen`"
+        ) from None
+    except SecretFileError as exc:
+        raise OperatorError(str(exc)) from exc
     try:
         return SigningKey.from_raw(raw)
     except LocalProtocolError as exc:

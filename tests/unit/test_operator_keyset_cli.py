@@ -106,3 +106,22 @@ def test_sign_show_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (tmp_path / "junk.vtl").write_bytes((tmp_path / "v2.vtl").read_bytes()[:-9])
     code, _, err = run(capsys, "testlist", "show", str(tmp_path / "junk.vtl"))
     assert code == 2 and "truncated" in err
+
+
+def test_operator_key_readable_by_others_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keygen(capsys, tmp_path / "ops.key")
+    (tmp_path / "d.txt").write_text("https://a.world.test/\n")
+    assert (
+        run(
+            capsys, "testlist", "import", str(tmp_path / "d.txt"), "--out", str(tmp_path / "d.json")
+        )[0]
+        == 0
+    )
+    (tmp_path / "ops.key").chmod(0o644)
+    code, _, err = run(
+        capsys, "testlist", "sign", str(tmp_path / "d.json"), "--key", str(tmp_path / "ops.key"),
+        "--id", "xa", "--out", str(tmp_path / "x.vtl"),
+    )  # fmt: skip
+    assert code == 2 and "chmod 600" in err and not (tmp_path / "x.vtl").exists()
