@@ -20,6 +20,7 @@ EPILOG = """examples:
   vantage collector serve --db collector.db      run a collector
   vantage agent init --collector URL --country IR --region IR-07 --asn 44244 --carrier Irancell
   vantage agent once --targets list.csv          measure once and upload
+  vantage operator keygen --out ops.key          an operator key; then `vantage testlist --help`
 
 exit codes: 0 ok, 1 error, 2 bad config or input, 3 measured but not uploaded (kept), 130 interrupted
 """
@@ -44,6 +45,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         from collector.cli import add_commands as add_collector_commands
 
         add_collector_commands(subparsers)
+    if first in (None, "operator", "testlist"):
+        from collector.operator_cli import add_commands as add_operator_commands
+        from collector.testlist_cli import add_commands as add_testlist_commands
+
+        add_operator_commands(subparsers)
+        add_testlist_commands(subparsers)
     return parser
 
 

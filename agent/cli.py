@@ -15,8 +15,11 @@ EXAMPLES = """examples:
   vantage agent once --targets lists/ir.csv          measure, spool, upload, print a table
   vantage agent once --targets lists/ir.csv --json   the same, as JSON for scripts
   vantage agent upload                               retry uploading what is still spooled
+  vantage agent fetch-list                           fetch and verify the operator-signed test lists
+  vantage agent once --list                          measure the verified lists aimed at this agent
 
-exit codes: 0 done, 1 error, 2 bad config or input, 3 measured but not uploaded (kept in the spool)
+exit codes: 0 done, 1 error, 2 bad config or input, 3 measured but not uploaded (kept in the spool),
+  4 test lists not updated (collector unreachable or a list refused): the last good lists are used
 """
 
 
@@ -58,6 +61,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     init.add_argument("--key-file", type=Path, help="where to write the key (mode 0600)")
     init.add_argument("--spool-dir", type=Path, help="where to keep unsent results")
     init.add_argument("--no-register", action="store_true", help="do not contact the collector")
+    init.add_argument(
+        "--operator-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="pin an operator public key (base64, or a .pub file) for signed test lists; repeatable",
+    )
     init.set_defaults(handler=cmd_init)
 
     register = commands.add_parser("register", help="(re-)register this agent's key")
@@ -71,14 +81,36 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(once)
-    once.add_argument(
+    source = once.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--targets",
         type=Path,
-        required=True,
         help="CSV with Citizen Lab columns (url,category_code,...) plus scope",
+    )
+    source.add_argument(
+        "--list",
+        action="store_true",
+        help="measure the operator-signed test lists (fetched and verified; else the last good ones)",
+    )
+    once.add_argument(
+        "--no-fetch", action="store_true", help="with --list: use the last good lists"
     )
     once.add_argument("--no-upload", action="store_true", help="measure and spool only")
     once.set_defaults(handler=cmd_once)
+
+    fetch = commands.add_parser(
+        "fetch-list",
+        help="fetch the signed test lists for this agent and verify them",
+        description=(
+            "Fetch test lists from the collector (ETag), verify them against the operator keys"
+            " pinned in the config, refuse expired, rolled-back or wrongly signed ones, and keep"
+            " the last good lists. Refusals are reported to the collector."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(fetch)
+    fetch.set_defaults(handler=cmd_fetch_list)
 
     upload = commands.add_parser("upload", help="upload what is in the spool")
     common(upload)
@@ -122,8 +154,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         resolver = ResolverSpec.parse(args.resolver)
     except (LocalProtocolError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
+    operator_keys = tuple(_operator_key(text) for text in args.operator_key)
     config = AgentConfig(
         path=path,
+        operator_keys=operator_keys,
         collector_url=check_collector_url(args.collector),
         key_file=Path(key_file).absolute(),
         spool_dir=Path(spool_dir).absolute(),
@@ -184,7 +218,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     config = load_config(_config_path(args))
     key = load_key(config.key_file)
-    targets = load_targets(args.targets)
+    targets = load_targets(args.targets) if args.targets else _list_targets(args, config, key)
     spool = Spool(config.spool_dir)
     done = 0
 
@@ -264,3 +298,91 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     _emit(args, document, text)
     return 0
+
+
+def _operator_key(text: str) -> bytes:
+    from protocol import RemoteProtocolError
+    from protocol.keyset import parse_public_key
+
+    from .errors import ConfigError
+
+    candidate = Path(text)
+    try:
+        return parse_public_key(candidate.read_text() if candidate.is_file() else text)
+    except (RemoteProtocolError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--operator-key {text}: {exc}") from exc
+
+
+def _fetch(config: Any, key: Any) -> tuple[Any, Any]:
+    from .testlists import ListStore, OperatorTrust, refresh, state_dir_for
+
+    store = ListStore(
+        state_dir_for(config.spool_dir),
+        OperatorTrust(config.operator_keys, config.operator_threshold),
+    )
+    report = asyncio.run(refresh(store, config.collector_url, key, config.network))
+    return store, report
+
+
+def cmd_fetch_list(args: argparse.Namespace) -> int:
+    from protocol import utc_now
+
+    from .config import load_config
+    from .keyfile import load_key
+    from .testlists import EXIT_KEPT_LAST_GOOD, describe
+
+    config = load_config(_config_path(args))
+    key = load_key(config.key_file)
+    store, report = _fetch(config, key)
+    usable, problems = store.usable(config.network, utc_now())
+    document = {
+        **report.to_json(),
+        "usable": [
+            {
+                "list_id": v.testlist.list_id,
+                "version": v.testlist.version,
+                "entries": len(v.testlist.entries),
+            }
+            for v in usable
+        ],
+        "problems": problems,
+    }
+    text = describe(report)
+    text += "".join(
+        f"\nusing {v.testlist.list_id} v{v.testlist.version} ({len(v.testlist.entries)} entries,"
+        f" expires {v.testlist.expires:%Y-%m-%d %H:%M}Z)"
+        for v in usable
+    )
+    text += "".join(f"\n{problem}" for problem in problems)
+    _emit(args, document, text)
+    return (
+        EXIT_KEPT_LAST_GOOD
+        if report.refused or report.status not in ("updated", "not_modified")
+        else 0
+    )
+
+
+def _list_targets(args: argparse.Namespace, config: Any, key: Any) -> list[Any]:
+    from protocol import utc_now
+
+    from .errors import ConfigError
+    from .testlists import ListStore, OperatorTrust, describe, list_targets, state_dir_for
+
+    if args.no_fetch:
+        store = ListStore(
+            state_dir_for(config.spool_dir),
+            OperatorTrust(config.operator_keys, config.operator_threshold),
+        )
+    else:
+        store, report = _fetch(config, key)
+        if report.refused or report.status not in ("updated", "not_modified"):
+            print(describe(report), file=sys.stderr)
+    usable, problems = store.usable(config.network, utc_now())
+    for problem in problems:
+        print(f"vantage: {problem}", file=sys.stderr)
+    targets = list_targets(usable)
+    if not targets:
+        raise ConfigError(
+            "no verified, unexpired test list for this agent; run `vantage agent fetch-list`"
+        )
+    return targets

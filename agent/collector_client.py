@@ -53,3 +53,7 @@ class CollectorClient:
 
     async def upload(self, signed: SignedBatch) -> dict[str, Any]:
         return await self._post("/api/v1/batches", signed.to_bytes(), "application/msgpack")
+
+    async def post_signed(self, path: str, document: bytes) -> dict[str, Any]:
+        """POST a signed msgpack document (e.g. a test-list refusal report)."""
+        return await self._post(path, document, "application/msgpack")

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocol import LocalProtocolError, NetworkContext
+from protocol import LocalProtocolError, NetworkContext, RemoteProtocolError
+from protocol.keyset import format_public_key, min_threshold, parse_public_key
 
 from .errors import ConfigError
 from .probes.dns_probe import ResolverSpec
@@ -24,6 +25,9 @@ class AgentConfig:
     spool_dir: Path
     network: NetworkContext
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    # Pinned operator public keys (raw 32 bytes): the only trust anchor for test lists.
+    operator_keys: tuple[bytes, ...] = ()
+    operator_threshold: int | None = None
 
 
 def check_collector_url(url: str) -> str:
@@ -87,6 +91,7 @@ def load_config(path: Path) -> AgentConfig:
         concurrency=_int_in(probe, "concurrency", 8, 1, 64, where),
     )
     base = path.parent
+    operator_keys, operator_threshold = _operator_trust(data, where)
     return AgentConfig(
         path=path,
         collector_url=check_collector_url(_get(data, "collector_url", str, where)),
@@ -94,7 +99,30 @@ def load_config(path: Path) -> AgentConfig:
         spool_dir=base / _get(data, "spool_dir", str, where),
         network=network,
         probe=settings,
+        operator_keys=operator_keys,
+        operator_threshold=operator_threshold,
     )
+
+
+def _operator_trust(data: dict[str, Any], where: str) -> tuple[tuple[bytes, ...], int | None]:
+    keys = data.get("operator_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{where}: operator_keys must be a list of base64 strings")
+    try:
+        parsed = tuple(parse_public_key(k) for k in keys)
+    except RemoteProtocolError as exc:
+        raise ConfigError(f"{where}: operator_keys: {exc}") from exc
+    threshold = data.get("operator_threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int)
+        or not min_threshold(len(parsed)) <= threshold <= len(parsed)
+    ):
+        raise ConfigError(
+            f"{where}: operator_threshold must be from {min_threshold(len(parsed))} to the number"
+            " of operator_keys"
+        )
+    return parsed, threshold
 
 
 def _int_in(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -133,6 +161,15 @@ def render_config(config: AgentConfig) -> str:
     ]
     if p.ca_file:
         lines.append(f"ca_file = {_toml_str(p.ca_file)}")
+    if config.operator_keys:
+        keys = ", ".join(_toml_str(format_public_key(k)) for k in config.operator_keys)
+        # Top-level keys cannot follow a table in TOML, so they go before [network].
+        lines[5:5] = [
+            "# Operator keys that sign the test lists this agent accepts (vantage agent fetch-list).",
+            f"operator_keys = [{keys}]",
+        ]
+        if config.operator_threshold is not None:
+            lines.insert(7, f"operator_threshold = {config.operator_threshold}")
     return "\n".join(lines) + "\n"
 
 

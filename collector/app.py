@@ -38,6 +38,9 @@ class CollectorConfig:
     db_path: Path
     max_body_bytes: int = 8 * 1024 * 1024
     policy: IngestPolicy = field(default_factory=IngestPolicy)
+    # Pinned operator keys (key set version 0) for test lists and operator requests; see testlists.py.
+    operator_keys: tuple[bytes, ...] = ()
+    operator_threshold: int | None = None
 
 
 CONFIG = web.AppKey("config", CollectorConfig)
@@ -88,6 +91,9 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/agents",
                 "POST /api/v1/batches",
                 "GET /api/v1/aggregate",
+                "GET /api/v1/testlists",
+                "POST /api/v1/testlists",
+                "POST /api/v1/keysets",
                 "GET /healthz",
             ],
         }
@@ -188,6 +194,9 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_post("/api/v1/agents", register_agent)
     app.router.add_post("/api/v1/batches", upload_batch)
     app.router.add_get("/api/v1/aggregate", aggregate)
+    from .testlists import add_routes as add_testlist_routes
+
+    add_testlist_routes(app)
     return app
 
 

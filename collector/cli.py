@@ -36,6 +36,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
     serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="upload size cap")
+    serve.add_argument(
+        "--operator-keys",
+        type=Path,
+        help="file of base64 operator public keys (one per line) trusted to publish test lists",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     revoke = commands.add_parser("revoke", help="refuse further uploads from an agent")
@@ -68,7 +73,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = CollectorConfig(db_path=args.db, max_body_bytes=args.max_body)
+    operator_keys: tuple[bytes, ...] = ()
+    if args.operator_keys is not None:
+        from .testlists import load_operator_keys
+
+        try:
+            operator_keys = load_operator_keys(args.operator_keys)
+        except ValueError as exc:
+            print(f"vantage: error: {exc}", file=sys.stderr)
+            return 2
+    config = CollectorConfig(
+        db_path=args.db, max_body_bytes=args.max_body, operator_keys=operator_keys
+    )
 
     def announce(url: str) -> None:
         print(f"vantage collector listening on {url} (db: {args.db})", flush=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from protocol import Batch, Measurement, SignedBatch, format_time
+from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
-from .storage import AgentRecord, AggregateQuery, StoreResult
+from .storage import AgentOverview, AgentRecord, AggregateQuery, StoreResult
 
 T = TypeVar("T")
 
@@ -74,6 +75,34 @@ CREATE TABLE IF NOT EXISTS measurements (
 CREATE INDEX IF NOT EXISTS measurements_by_time ON measurements (measured_at);
 CREATE INDEX IF NOT EXISTS measurements_by_place ON measurements (country, region, asn, measured_at);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+-- Operator documents (issue 7): the exact signed bytes, served unchanged.
+CREATE TABLE IF NOT EXISTS operator_keysets (
+    version      INTEGER PRIMARY KEY,
+    document     BLOB NOT NULL,
+    published_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS testlists (
+    list_id      TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    expires_at   TEXT NOT NULL,
+    document     BLOB NOT NULL,
+    sha256       TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (list_id, version)
+);
+CREATE TABLE IF NOT EXISTS testlist_refusals (
+    agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
+    reported_at TEXT NOT NULL,
+    refused_at  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    list_id     TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    sha256      TEXT NOT NULL
+);
+-- `vantage operator agents`: last seen, counts and context per agent without scanning everything.
+CREATE INDEX IF NOT EXISTS batches_by_agent ON batches (agent_id, received_at);
+CREATE INDEX IF NOT EXISTS measurements_by_agent ON measurements (agent_id, measured_at);
 """
 
 MEASUREMENT_COLUMNS = (
@@ -277,5 +306,114 @@ class SqliteStorage:
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
+
+        return await self._read(work)
+
+    # --- operator documents and fleet overview (issue 7) ------------------------------------------
+
+    async def put_keyset(self, version: int, document: bytes, at: datetime) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO operator_keysets (version, document, published_at)"
+                " VALUES (?, ?, ?)",
+                (version, document, format_time(at)),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(work)
+
+    async def keysets(self) -> list[bytes]:
+        def work(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute("SELECT document FROM operator_keysets ORDER BY version")
+            return [bytes(row[0]) for row in rows]
+
+        return await self._read(work)
+
+    async def put_testlist(
+        self,
+        list_id: str,
+        version: int,
+        expires: datetime,
+        document: bytes,
+        sha256: str,
+        at: datetime,
+    ) -> int | None:
+        def work(conn: sqlite3.Connection) -> int | None:
+            conn.execute("BEGIN IMMEDIATE")  # the version check and the insert are one step
+            try:
+                (latest,) = conn.execute(
+                    "SELECT MAX(version) FROM testlists WHERE list_id = ?", (list_id,)
+                ).fetchone()
+                if latest is not None and latest >= version:
+                    conn.execute("ROLLBACK")
+                    return int(latest)
+                conn.execute(
+                    "INSERT INTO testlists (list_id, version, expires_at, document, sha256,"
+                    " published_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (list_id, version, format_time(expires), document, sha256, format_time(at)),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return None
+
+        return await self._write(work)
+
+    async def current_testlists(self, now: datetime) -> list[bytes]:
+        def work(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute(
+                "SELECT t.document FROM testlists t JOIN (SELECT list_id, MAX(version) AS version"
+                " FROM testlists GROUP BY list_id) latest USING (list_id, version)"
+                " WHERE t.expires_at > ? ORDER BY t.list_id",
+                (format_time(now),),
+            )
+            return [bytes(row[0]) for row in rows]
+
+        return await self._read(work)
+
+    async def record_refusals(
+        self, agent_id: str, refusals: Sequence[Refusal], at: datetime
+    ) -> int:
+        rows = [
+            (agent_id, format_time(at), r.at, r.reason, r.message, r.list_id, r.version, r.sha256)
+            for r in refusals
+        ]
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO testlist_refusals (agent_id, reported_at, refused_at, reason,"
+                    " message, list_id, version, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return len(rows)
+
+        return await self._write(work)
+
+    async def agent_overview(self) -> list[AgentOverview]:
+        def work(conn: sqlite3.Connection) -> list[AgentOverview]:
+            rows = conn.execute(
+                """
+                SELECT a.agent_id, a.registered_at, a.revoked_at,
+                    (SELECT MAX(received_at) FROM batches b WHERE b.agent_id = a.agent_id),
+                    (SELECT COUNT(*) FROM batches b WHERE b.agent_id = a.agent_id),
+                    (SELECT COALESCE(SUM(measurements), 0) FROM batches b
+                        WHERE b.agent_id = a.agent_id),
+                    (SELECT COUNT(*) FROM testlist_refusals r WHERE r.agent_id = a.agent_id),
+                    m.country, m.region, m.asn, m.carrier, m.network_type
+                FROM agents a
+                LEFT JOIN measurements m ON m.uid = (
+                    SELECT uid FROM measurements WHERE agent_id = a.agent_id
+                    ORDER BY measured_at DESC LIMIT 1)
+                ORDER BY a.registered_at, a.agent_id
+                """
+            )
+            return [AgentOverview(*row) for row in rows]
 
         return await self._read(work)

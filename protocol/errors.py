@@ -7,7 +7,9 @@
     └── RemoteProtocolError           a *peer* sent something invalid (their bytes, our verdict)
         ├── DecodeError               not canonical msgpack, or over a decode limit
         ├── SchemaError               decodes, but a field is missing, mistyped or out of range
-        └── SignatureError            signature or key does not verify
+        ├── SignatureError            signature or key does not verify
+        └── TrustError                signed, but not acceptable: untrusted key, too few signatures,
+                                      expired, rolled back (operator documents: key sets, test lists)
 
 Like h11, the split says who is at fault: a ``LocalProtocolError`` is answered by fixing our code, a
 ``RemoteProtocolError`` by rejecting the input with a precise message (an HTTP 4xx on the collector).
@@ -46,3 +48,9 @@ class SchemaError(RemoteProtocolError):
 
 class SignatureError(RemoteProtocolError):
     reason = "signature"
+
+
+class TrustError(RemoteProtocolError):
+    """An operator document that verifies as bytes but must not be trusted (``reason`` says why)."""
+
+    reason = "untrusted"
