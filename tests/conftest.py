@@ -1,22 +1,8 @@
-"""Shared test policy: what may be skipped where.
-
-A test that needs something this machine lacks (root, PostgreSQL, Chromium) calls ``require``: on a
-developer's laptop it is skipped with the reason; in CI (``VANTAGE_REQUIRE_ALL=1``, set by .ci/run)
-the same condition is a failure, so CI can never go green by skipping.
-"""
+"""Top-level test configuration. Importing this puts ``tests/`` on ``sys.path`` (pytest's prepend
+import mode), so test modules can ``import builders`` and ``from needs import require``."""
 
 from __future__ import annotations
 
-import os
+from needs import REQUIRE_ALL, require
 
-import pytest
-
-REQUIRE_ALL = os.environ.get("VANTAGE_REQUIRE_ALL") == "1"
-
-
-def require(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if REQUIRE_ALL:
-        pytest.fail(f"required in CI but missing: {reason}")
-    pytest.skip(reason)
+__all__ = ["REQUIRE_ALL", "require"]
