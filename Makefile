@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck unit venv dist deb clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -35,6 +35,13 @@ unit: $(VENV)/.installed-dev
 
 test: lint typecheck
 	$(BIN)/pytest
+
+dist: $(VENV)/.installed-dev
+	$(BIN)/python -m build --outdir dist .
+
+# A .deb with a self-contained virtualenv under /opt/vantage (needs dpkg-deb and /usr/bin/python3).
+deb:
+	packaging/debian/build-deb.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -116,6 +116,18 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     common(upload)
     upload.set_defaults(handler=cmd_upload)
 
+    service = commands.add_parser(
+        "install-service",
+        help="run the agent in the background (systemd user unit, or launchd on macOS)",
+        description="Write and enable a per-user service that runs `vantage agent run`.",
+        epilog="example:\n  vantage agent install-service          # after `vantage agent init`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(service)
+    service.add_argument("--no-enable", action="store_true", help="only write the unit file")
+    service.add_argument("--print", action="store_true", help="print the unit, write nothing")
+    service.set_defaults(handler=cmd_install_service)
+
     status = commands.add_parser("status", help="show identity, config and spool contents")
     common(status)
     status.set_defaults(handler=cmd_status)
@@ -386,3 +398,24 @@ def _list_targets(args: argparse.Namespace, config: Any, key: Any) -> list[Any]:
             "no verified, unexpired test list for this agent; run `vantage agent fetch-list`"
         )
     return targets
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .service_install import install_service, user_unit, vantage_executable
+
+    config = _config_path(args).absolute()
+    if args.print:
+        print(user_unit(vantage_executable(), config), end="")
+        return 0
+    if not config.exists():
+        raise ConfigError(f"no agent config at {config}; run `vantage agent init` first")
+    result = install_service(config, enable=not args.no_enable)
+    document = {"unit": str(result.path), "enabled": result.enabled, "run_by_hand": result.commands}
+    text = f"wrote {result.path}\n" + (
+        "enabled and started"
+        if result.enabled
+        else "not enabled here; run:\n  " + "\n  ".join(result.commands)
+    )
+    _emit(args, document, text)
+    return 0 if result.enabled or args.no_enable else 1
