@@ -55,11 +55,15 @@ class SignedBatch:
             }
         )
 
-    def verify(self, public_key: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
-        """Check the signature over the exact payload bytes, then decode and validate the batch."""
+    def verify_signature(self, public_key: bytes) -> None:
+        """Only the signature, without decoding the payload: raises ``SignatureError``."""
         if agent_id_for(public_key) != self.agent_id:
             raise SignatureError("public key does not belong to this agent id", reason="bad_key")
         verify(public_key, DOMAIN_BATCH, self.payload, self.signature)
+
+    def verify(self, public_key: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
+        """Check the signature over the exact payload bytes, then decode and validate the batch."""
+        self.verify_signature(public_key)
         wire = canonical_decode(self.payload, limits)
         batch = from_peer(lambda: Batch.from_wire(wire))
         if batch.agent_id != self.agent_id:
