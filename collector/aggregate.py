@@ -158,14 +158,14 @@ def answerable_from_rollups(query: AggregateQuery) -> bool:
 
 
 def build_aggregate_sql(
-    query: AggregateQuery, placeholder: Callable[[int], str]
+    query: AggregateQuery, placeholder: Callable[[int], str], *, from_raw: bool = False
 ) -> tuple[str, list[Any], list[str]]:
     """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter.
 
     Reads ``rollup_hourly`` when ``answerable_from_rollups(query)``, else the raw rows; both give the
-    same numbers (a property the storage tests check on both backends).
+    same numbers (a property the storage tests check on both backends); ``from_raw`` forces raw rows.
     """
-    rollup = answerable_from_rollups(query)
+    rollup = not from_raw and answerable_from_rollups(query)
     select: list[str] = []
     group: list[str] = []
     names: list[str] = []

@@ -208,8 +208,10 @@ class PostgresStorage:
                 )
         return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
 
-    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}")
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", from_raw=from_raw)
         rows = await self.pool.fetch(sql, *args, timeout=self.read_timeout)
         return [dict(zip(names, row, strict=True)) for row in rows]
 

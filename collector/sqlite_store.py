@@ -270,8 +270,10 @@ class SqliteStorage:
 
         return await self._write(work)
 
-    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: "?")
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        sql, args, names = build_aggregate_sql(query, lambda n: "?", from_raw=from_raw)
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]

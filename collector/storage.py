@@ -72,7 +72,10 @@ class Storage(Protocol):
         """Commit the batch, its new rows and their rollup increments in one transaction; return
         only after the commit. Safe to call concurrently from several processes on one database."""
 
-    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]: ...
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        """Answer from rollups when the query allows; ``from_raw`` reads raw rows (a cross-check)."""
 
     async def stored_batch_hash(self, batch_id: str) -> str | None:
         """SHA-256 of the payload stored under ``batch_id``, or None if there is none."""
