@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ class AgentConfig:
     spool_dir: Path
     network: NetworkContext
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    # The collector's receipt-signing key (GET /api/v1/collector-key), pinned: receipts must verify.
+    collector_key: bytes | None = None
 
 
 def check_collector_url(url: str) -> str:
@@ -88,6 +92,7 @@ def load_config(path: Path) -> AgentConfig:
     )
     base = path.parent
     return AgentConfig(
+        collector_key=_collector_key(data.get("collector_key"), where),
         path=path,
         collector_url=check_collector_url(_get(data, "collector_url", str, where)),
         key_file=base / _get(data, "key_file", str, where),
@@ -95,6 +100,20 @@ def load_config(path: Path) -> AgentConfig:
         network=network,
         probe=settings,
     )
+
+
+def _collector_key(value: object, where: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(str(value), validate=True) if isinstance(value, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(
+            f"{where}: collector_key must be the base64 public key from GET /api/v1/collector-key"
+        )
+    return raw
 
 
 def _int_in(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -133,6 +152,9 @@ def render_config(config: AgentConfig) -> str:
     ]
     if p.ca_file:
         lines.append(f"ca_file = {_toml_str(p.ca_file)}")
+    if config.collector_key:
+        key = base64.b64encode(config.collector_key).decode()
+        lines.insert(5, f"collector_key = {_toml_str(key)}  # receipts must be signed by this key")
     return "\n".join(lines) + "\n"
 
 

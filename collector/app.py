@@ -93,11 +93,12 @@ STORAGE = web.AppKey("storage", Storage)
 METRICS = web.AppKey("metrics", Metrics)
 COLLECTOR_KEY = web.AppKey("collector_key", SigningKey)
 LIMITS = web.AppKey("limits", Limits)
+ERROR_CODE = web.ResponseKey("error_code", str)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
     response = web.json_response({"error": {"code": code, "message": message}}, status=status)
-    response["error_code"] = code  # for the metrics middleware's rejects-by-reason
+    response[ERROR_CODE] = code  # for the metrics middleware's rejects-by-reason
     return response
 
 
@@ -140,7 +141,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         if 400 <= status < 500:
-            metrics.rejects.labels(route, str(response.get("error_code", status))).inc()
+            metrics.rejects.labels(route, response.get(ERROR_CODE, str(status))).inc()
         return response
     except web.HTTPException as exc:
         status = exc.status

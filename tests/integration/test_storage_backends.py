@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from ingest_support import NETWORKS, TARGETS, batch_of, measurement, total
 
 from collector.aggregate import answerable_from_rollups, parse_aggregate_query
 from collector.backends import open_storage, parse_storage_url
 from collector.migrations import MIGRATIONS, SchemaMismatch
 from collector.storage import Storage
-from ingest_support import NETWORKS, TARGETS, batch_of, measurement, total
 from protocol import SigningKey, sign_batch, utc_now
 
 HOUR = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
