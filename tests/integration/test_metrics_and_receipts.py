@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -39,7 +40,7 @@ async def test_metrics_count_ingest_rejects_latency_and_lag(tmp_path: Path) -> N
                 headers={"Content-Type": "application/json"},
             )
             batch = signed(
-                key, [measurement(key, at=utc_now().replace(microsecond=0)) for _ in range(3)]
+                key, [measurement(key, at=utc_now() - timedelta(minutes=5)) for _ in range(3)]
             )
             for body in (batch.to_bytes(), batch.to_bytes(), b"\xc1"):
                 await http.post(
