@@ -28,7 +28,7 @@ from .rollups import (
     rollup_increments,
     rollup_upsert_sql,
 )
-from .sqlite_store import MEASUREMENT_COLUMNS, measurement_row
+from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
 from .storage import AgentRecord, AggregateQuery, StorageUnavailable, StoreResult
 
 #: asyncpg needs the array type of each column to ``unnest`` a whole batch in one statement.
@@ -186,16 +186,9 @@ class PostgresStorage:
         total = len(ordered)
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
-                "INSERT INTO batches (batch_id, agent_id, received_at, payload, signature,"
-                " payload_sha256, measurements) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-                batch.batch_id,
-                batch.agent_id,
-                received,
-                signed.payload,
-                signed.signature,
-                signed.payload_sha256,
-                total,
+                *batch_row(signed, batch, received),
             )
             if inserted is None:
                 return StoreResult(batch.batch_id, 0, total, duplicate_batch=True)

@@ -75,6 +75,22 @@ def measurement_row(m: Measurement, batch_id: str, received_at: str) -> tuple[An
     )
 
 
+BATCH_COLUMNS = "batch_id, agent_id, received_at, payload, signature, payload_sha256, measurements"
+
+
+def batch_row(signed: SignedBatch, batch: Batch, received_at: str) -> tuple[Any, ...]:
+    """The ``batches`` row: the exact verified bytes, so anyone can re-check them later."""
+    return (
+        batch.batch_id,
+        batch.agent_id,
+        received_at,
+        signed.payload,
+        signed.signature,
+        signed.payload_sha256,
+        len(batch.measurements),
+    )
+
+
 class SqliteStorage:
     def __init__(
         self, path: Path | str, *, read_timeout: float = 10.0, migrate: bool = True
@@ -233,17 +249,8 @@ class SqliteStorage:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO batches (batch_id, agent_id, received_at, payload,"
-                    " signature, payload_sha256, measurements) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        batch.batch_id,
-                        batch.agent_id,
-                        received,
-                        signed.payload,
-                        signed.signature,
-                        signed.payload_sha256,
-                        len(rows),
-                    ),
+                    f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    batch_row(signed, batch, received),
                 )
                 if cur.rowcount == 0:
                     conn.execute("ROLLBACK")

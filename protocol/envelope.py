@@ -117,7 +117,8 @@ def make_registration(key: SigningKey, at: datetime) -> dict[str, Any]:
     }
 
 
-def _b64(value: object, name: str, length: int) -> bytes:
+def b64_field(value: object, name: str, length: int) -> bytes:
+    """Raw bytes of a base64 string field a peer sent, of exactly ``length`` bytes (``SchemaError``)."""
     if not isinstance(value, str):
         raise SchemaError(f"{name} must be a base64 string")
     try:
@@ -136,8 +137,8 @@ def verify_registration(body: object, now: datetime) -> tuple[str, bytes]:
     missing = {"public_key", "time", "proof"} - set(body)
     if missing:
         raise SchemaError(f"registration is missing: {', '.join(sorted(missing))}")
-    public_key = _b64(body["public_key"], "public_key", KEY_LEN)
-    proof = _b64(body["proof"], "proof", SIG_LEN)
+    public_key = b64_field(body["public_key"], "public_key", KEY_LEN)
+    proof = b64_field(body["proof"], "proof", SIG_LEN)
     stamp = body["time"]
     at = from_peer(lambda: parse_time(stamp))
     if abs(now - at) > REGISTRATION_MAX_SKEW:

@@ -17,13 +17,13 @@ alongside the signature.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .canonical import canonical_encode
+from .envelope import b64_field
 from .errors import LocalProtocolError, SchemaError, SignatureError
 from .messages import from_peer
 from .signing import DOMAIN_RECEIPT, KEY_LEN, SIG_LEN, SigningKey, verify
@@ -82,19 +82,6 @@ def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
     return SignedReceipt(receipt, key.public_key, key.sign(DOMAIN_RECEIPT, receipt.signed_bytes()))
 
 
-def _b64_field(obj: dict[str, Any], name: str, length: int) -> bytes:
-    value = obj.get(name)
-    if not isinstance(value, str):
-        raise SchemaError(f"receipt.{name} must be a base64 string")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SchemaError(f"receipt.{name} is not valid base64") from exc
-    if len(raw) != length:
-        raise SchemaError(f"receipt.{name} must decode to {length} bytes, got {len(raw)}")
-    return raw
-
-
 def receipt_from_json(obj: object) -> SignedReceipt:
     """Parse a receipt a peer sent (not yet verified). Raises ``SchemaError``."""
     if not isinstance(obj, dict):
@@ -107,8 +94,8 @@ def receipt_from_json(obj: object) -> SignedReceipt:
     )
     return SignedReceipt(
         receipt,
-        _b64_field(obj, "collector_key", KEY_LEN),
-        _b64_field(obj, "signature", SIG_LEN),
+        b64_field(obj["collector_key"], "receipt.collector_key", KEY_LEN),
+        b64_field(obj["signature"], "receipt.signature", SIG_LEN),
     )
 
 

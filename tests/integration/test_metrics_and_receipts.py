@@ -20,6 +20,12 @@ from collector.server import start_collector
 from protocol import SigningKey, check_receipt, utc_now
 
 
+async def register(http: aiohttp.ClientSession, key: SigningKey) -> None:
+    headers = {"Content-Type": "application/json"}
+    async with http.post("/api/v1/agents", data=registration_body(key), headers=headers) as r:
+        assert r.status == 201
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
@@ -34,11 +40,7 @@ async def test_metrics_count_ingest_rejects_latency_and_lag(tmp_path: Path) -> N
     try:
         key = SigningKey.generate()
         async with aiohttp.ClientSession(running.url) as http:
-            await http.post(
-                "/api/v1/agents",
-                data=registration_body(key),
-                headers={"Content-Type": "application/json"},
-            )
+            await register(http, key)
             batch = signed(
                 key, [measurement(key, at=utc_now() - timedelta(minutes=5)) for _ in range(3)]
             )
@@ -133,11 +135,7 @@ async def test_collector_logs_never_contain_the_client_address(
     try:
         key = SigningKey.generate()
         async with aiohttp.ClientSession(running.url) as http:
-            await http.post(
-                "/api/v1/agents",
-                data=registration_body(key),
-                headers={"Content-Type": "application/json"},
-            )
+            await register(http, key)
             await http.post(
                 "/api/v1/batches",
                 data=signed(key, [measurement(key)]).to_bytes(),
