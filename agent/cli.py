@@ -249,7 +249,9 @@ def cmd_once(args: argparse.Namespace) -> int:
     )
     report = None
     if not args.no_upload:
-        report = asyncio.run(drain(spool, key, config.collector_url))
+        report = asyncio.run(
+            drain(spool, key, config.collector_url, collector_key=config.collector_key)
+        )
     document = {
         "agent_id": key.agent_id,
         "measurements": [m.to_wire() for m in results],
@@ -275,7 +277,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
     config = load_config(_config_path(args))
     key = load_key(config.key_file)
-    report = asyncio.run(drain(Spool(config.spool_dir), key, config.collector_url))
+    report = asyncio.run(
+        drain(
+            Spool(config.spool_dir), key, config.collector_url, collector_key=config.collector_key
+        )
+    )
     text = f"uploaded {report.batches} batch(es), {report.left} left"
     text += "".join(f"\nupload problem: {error}" for error in report.errors)
     _emit(args, vars(report), text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ class AgentConfig:
     # Pinned operator public keys (raw 32 bytes): the only trust anchor for test lists.
     operator_keys: tuple[bytes, ...] = ()
     operator_threshold: int | None = None
+    # The collector's receipt-signing key (GET /api/v1/collector-key), pinned: receipts must verify.
+    collector_key: bytes | None = None
 
 
 def check_collector_url(url: str) -> str:
@@ -93,6 +97,7 @@ def load_config(path: Path) -> AgentConfig:
     base = path.parent
     operator_keys, operator_threshold = _operator_trust(data, where)
     return AgentConfig(
+        collector_key=_collector_key(data.get("collector_key"), where),
         path=path,
         collector_url=check_collector_url(_get(data, "collector_url", str, where)),
         key_file=base / _get(data, "key_file", str, where),
@@ -123,6 +128,20 @@ def _operator_trust(data: dict[str, Any], where: str) -> tuple[tuple[bytes, ...]
             " of operator_keys"
         )
     return parsed, threshold
+
+
+def _collector_key(value: object, where: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(str(value), validate=True) if isinstance(value, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(
+            f"{where}: collector_key must be the base64 public key from GET /api/v1/collector-key"
+        )
+    return raw
 
 
 def _int_in(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -170,6 +189,9 @@ def render_config(config: AgentConfig) -> str:
         ]
         if config.operator_threshold is not None:
             lines.insert(7, f"operator_threshold = {config.operator_threshold}")
+    if config.collector_key:
+        key = base64.b64encode(config.collector_key).decode()
+        lines.insert(5, f"collector_key = {_toml_str(key)}  # receipts must be signed by this key")
     return "\n".join(lines) + "\n"
 
 

@@ -125,31 +125,61 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(days=30), now + timedelta(minutes=10)
 
 
+#: How each axis reads from ``rollup_hourly``. Axes absent here (domain, category) are not rollup
+#: dimensions (their cardinality would make the rollup as big as the raw table), so a query grouping or
+#: filtering on them falls back to the raw ``measurements`` rows.
+ROLLUP_AXES: dict[str, str | None] = {
+    "country": None,  # None: the same column as in the raw rows
+    "region": None,
+    "carrier": None,
+    "network_type": None,
+    "scope": None,
+    "test": None,
+    "verdict": None,
+    "blocking": "NULLIF(blocking, '')",
+    "hour": "bucket",
+    "day": "substr(bucket, 1, 10) || 'T00:00:00Z'",
+}
+ROLLUP_FILTERS = frozenset({"country", "region", "asn", "network_type", "scope", "verdict", "test"})
+
+
+def _on_the_hour(moment: datetime | None) -> bool:
+    return moment is None or (moment.minute, moment.second, moment.microsecond) == (0, 0, 0)
+
+
+def answerable_from_rollups(query: AggregateQuery) -> bool:
+    """True when every axis and filter is a rollup dimension and the window falls on hour bounds."""
+    return (
+        all(axis in ROLLUP_AXES for axis in query.axes)
+        and all(name in ROLLUP_FILTERS for name in query.filters)
+        and _on_the_hour(query.since)
+        and _on_the_hour(query.until)
+    )
+
+
 def build_aggregate_sql(
-    query: AggregateQuery, placeholder: Callable[[int], str]
+    query: AggregateQuery, placeholder: Callable[[int], str], *, from_raw: bool = False
 ) -> tuple[str, list[Any], list[str]]:
-    """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter."""
+    """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter.
+
+    Reads ``rollup_hourly`` when ``answerable_from_rollups(query)``, else the raw rows; both give the
+    same numbers (a property the storage tests check on both backends); ``from_raw`` forces raw rows.
+    """
+    rollup = not from_raw and answerable_from_rollups(query)
     select: list[str] = []
     group: list[str] = []
     names: list[str] = []
     for axis_name in query.axes:
         axis = AXES[axis_name]
-        for out, expr in axis.columns:
+        for out, raw in axis.columns:
+            expr = (ROLLUP_AXES[axis_name] or raw) if rollup else raw
             select.append(f"{expr} AS {out}")
             group.append(expr)
             names.append(out)
         for out, expr in axis.extra:
             select.append(f"{expr} AS {out}")
             names.append(out)
-    counts = [
-        ("measurements", "COUNT(*)"),
-        ("ok", "SUM(CASE WHEN verdict = 'ok' THEN 1 ELSE 0 END)"),
-        ("anomaly", "SUM(CASE WHEN verdict = 'anomaly' THEN 1 ELSE 0 END)"),
-        ("confirmed", "SUM(CASE WHEN verdict = 'confirmed' THEN 1 ELSE 0 END)"),
-        ("failure", "SUM(CASE WHEN verdict = 'failure' THEN 1 ELSE 0 END)"),
-        ("agents", "COUNT(DISTINCT agent_id)"),
-    ]
-    for out, expr in counts:
+    for out, expr in _ROLLUP_COUNTS if rollup else _RAW_COUNTS:
         select.append(f"{expr} AS {out}")
         names.append(out)
     where: list[str] = []
@@ -157,15 +187,35 @@ def build_aggregate_sql(
     for name, value in query.filters.items():
         args.append(value)
         where.append(f"{FILTERS[name][0]} = {placeholder(len(args))}")
+    time_column = "bucket" if rollup else "measured_at"
     if query.since is not None:
         args.append(query.since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        where.append(f"measured_at >= {placeholder(len(args))}")
+        where.append(f"{time_column} >= {placeholder(len(args))}")
     if query.until is not None:
         args.append(query.until.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        where.append(f"measured_at < {placeholder(len(args))}")
-    sql = f"SELECT {', '.join(select)} FROM measurements"
+        where.append(f"{time_column} < {placeholder(len(args))}")
+    sql = f"SELECT {', '.join(select)} FROM {'rollup_hourly' if rollup else 'measurements'}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     if group:
         sql += " GROUP BY " + ", ".join(group) + " ORDER BY " + ", ".join(group)
     return sql, args, names
+
+
+def _verdict_sum(verdict: str, weight: str) -> str:
+    return f"SUM(CASE WHEN verdict = '{verdict}' THEN {weight} ELSE 0 END)"
+
+
+_VERDICTS = ("ok", "anomaly", "confirmed", "failure")
+_RAW_COUNTS = [
+    ("measurements", "COUNT(*)"),
+    *((v, _verdict_sum(v, "1")) for v in _VERDICTS),
+    ("agents", "COUNT(DISTINCT agent_id)"),
+]
+# The same figures from rollups: the CASTs keep PostgreSQL's SUM(bigint) an integer (not numeric),
+# and an empty table still answers measurements = 0 and the verdict sums NULL, exactly like raw rows.
+_ROLLUP_COUNTS = [
+    ("measurements", "COALESCE(CAST(SUM(n) AS BIGINT), 0)"),
+    *((v, f"CAST({_verdict_sum(v, 'n')} AS BIGINT)") for v in _VERDICTS),
+    ("agents", "COUNT(DISTINCT agent_id)"),
+]

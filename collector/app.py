@@ -1,15 +1,19 @@
 """The collector's aiohttp application: ``create_app(config)`` and its routes.
 
 State lives in typed ``web.AppKey``s (aiohttp's "No Singletons Please"); the storage is opened and
-closed in ``cleanup_ctx``. Nothing here reads or logs the client's address.
+closed in ``cleanup_ctx``. The client's address is read in exactly one place, the per-address rate
+limiter, which keys on a keyed hash of it in memory; it is never stored or logged.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +21,30 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol import RemoteProtocolError, utc_now, verify_registration
+from protocol import (
+    Receipt,
+    RemoteProtocolError,
+    SigningKey,
+    sign_receipt,
+    utc_now,
+    verify_registration,
+)
 
 from . import __version__
 from .aggregate import parse_aggregate_query
-from .errors import BadRequest, CollectorError, Forbidden, PayloadTooLarge, from_protocol_error
-from .ingest import IngestPolicy, ingest_batch
-from .sqlite_store import SqliteStorage
+from .backends import open_storage, parse_storage_url
+from .errors import (
+    BadRequest,
+    CollectorError,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyRequests,
+    from_protocol_error,
+)
+from .ingest import IngestPolicy, ingest
+from .keyfile import load_or_create_key
+from .metrics import Metrics
+from .ratelimit import AddressLimiter, Rate, RateLimiter, retry_after_header
 from .storage import Storage
 
 log = logging.getLogger("vantage.collector")
@@ -33,22 +54,55 @@ MSGPACK_TYPES = frozenset(
 )
 
 
+# An agent uploading a long shutdown's backlog sends many batches in a row: allow a burst.
+DEFAULT_AGENT_RATE = Rate(per_second=10, burst=60)
+# Behind a load balancer every request comes from its address: set per_second=0 there.
+DEFAULT_ADDRESS_RATE = Rate(per_second=20, burst=100)
+
+
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
-    db_path: Path
+    db_path: Path | str  # a SQLite path, or a storage URL (sqlite:///..., postgresql://...)
     max_body_bytes: int = 8 * 1024 * 1024
     policy: IngestPolicy = field(default_factory=IngestPolicy)
     # Pinned operator keys (key set version 0) for test lists and operator requests; see testlists.py.
     operator_keys: tuple[bytes, ...] = ()
     operator_threshold: int | None = None
+    # Signs receipts. None: beside the SQLite file, or $XDG_DATA_HOME/vantage/ for PostgreSQL.
+    key_path: Path | None = None
+    agent_rate: Rate = DEFAULT_AGENT_RATE
+    address_rate: Rate = DEFAULT_ADDRESS_RATE
+    migrate: bool | None = None  # None: the backend's default (SQLite yes, PostgreSQL no)
+
+    @property
+    def resolved_key_path(self) -> Path:
+        if self.key_path is not None:
+            return self.key_path
+        url = parse_storage_url(self.db_path)
+        if url.backend == "sqlite":
+            return Path(url.target).with_name(Path(url.target).name + ".collector-key")
+        data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        return Path(data_home) / "vantage" / "collector.key"
+
+
+@dataclass(slots=True)
+class Limits:
+    per_agent: RateLimiter
+    per_address: AddressLimiter
 
 
 CONFIG = web.AppKey("config", CollectorConfig)
 STORAGE = web.AppKey("storage", Storage)
+METRICS = web.AppKey("metrics", Metrics)
+COLLECTOR_KEY = web.AppKey("collector_key", SigningKey)
+LIMITS = web.AppKey("limits", Limits)
+ERROR_CODE = web.ResponseKey("error_code", str)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response[ERROR_CODE] = code  # for the metrics middleware's rejects-by-reason
+    return response
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,6 +113,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error leaves as JSON ``{"error": {"code", "message"}}`` and the server keeps serving."""
     try:
         return await handler(request)
+    except TooManyRequests as exc:
+        response = json_error(exc.status, exc.code, exc.message)
+        response.headers["Retry-After"] = exc.retry_after
+        return response
     except CollectorError as exc:
         return json_error(exc.status, exc.code, exc.message)
     except web.HTTPRequestEntityTooLarge as exc:
@@ -71,6 +129,42 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal", "internal error; the request was not stored")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency and status of every request; rejects by reason. Outside ``error_middleware``, so it
+    sees the final status of every answer."""
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics = request.app[METRICS]
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if 400 <= status < 500:
+            metrics.rejects.labels(route, response.get(ERROR_CODE, str(status))).inc()
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+        metrics.requests.labels(route, request.method, str(status)).inc()
+
+
+@web.middleware
+async def address_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Per-address limit on what writes (uploads, registrations): cheap, so it runs before parsing."""
+    if request.method == "POST":
+        wait = request.app[LIMITS].per_address.check(request.remote)
+        if wait > 0:
+            raise TooManyRequests(
+                "too many requests from this address; slow down",
+                retry_after=retry_after_header(wait),
+            )
+    return await handler(request)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -94,7 +188,9 @@ async def index(request: web.Request) -> web.Response:
                 "GET /api/v1/testlists",
                 "POST /api/v1/testlists",
                 "POST /api/v1/keysets",
+                "GET /api/v1/collector-key",
                 "GET /healthz",
+                "GET /metrics",
             ],
         }
     )
@@ -136,9 +232,23 @@ async def upload_batch(request: web.Request) -> web.Response:
         )
     body = await read_body(request, config.max_body_bytes)
     received_at = utc_now()
-    result = await ingest_batch(request.app[STORAGE], body, received_at, config.policy)
+    limiter = request.app[LIMITS].per_agent
+    accepted = await ingest(
+        request.app[STORAGE], body, received_at, config.policy, agent_limiter=limiter
+    )
+    result = accepted.result
+    request.app[METRICS].accepted(accepted.batch, result, received_at)
     log.info(
-        "batch %s: %d stored, %d duplicates", result.batch_id, result.stored, result.duplicates
+        "batch %s: %d stored, %d duplicates",
+        result.batch_id,
+        result.stored,
+        result.duplicates,
+        extra={"batch_id": result.batch_id, "stored": result.stored},
+    )
+    # Signed only now, after the commit: a receipt is a promise that the data is on disk.
+    receipt = sign_receipt(
+        request.app[COLLECTOR_KEY],
+        Receipt(result.batch_id, accepted.payload_sha256, received_at),
     )
     return web.json_response(
         {
@@ -146,7 +256,26 @@ async def upload_batch(request: web.Request) -> web.Response:
             "batch_id": result.batch_id,
             "stored": result.stored,
             "duplicates": result.duplicates,
+            "receipt": receipt.to_json(),
         }
+    )
+
+
+async def collector_key(request: web.Request) -> web.Response:
+    public = request.app[COLLECTOR_KEY].public_key
+    return web.json_response(
+        {
+            "algorithm": "ed25519",
+            "public_key": base64.b64encode(public).decode(),
+            "receipt_domain": "vantage/receipt/v1",
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": request.app[METRICS].content_type},
     )
 
 
@@ -179,9 +308,17 @@ async def aggregate(request: web.Request) -> web.Response:
 
 
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware, address_limit_middleware],
+    )
     app[CONFIG] = config
-    app[STORAGE] = storage if storage is not None else SqliteStorage(config.db_path)
+    app[STORAGE] = (
+        storage if storage is not None else open_storage(config.db_path, migrate=config.migrate)
+    )
+    app[METRICS] = Metrics()
+    app[COLLECTOR_KEY] = load_or_create_key(config.resolved_key_path)
+    app[LIMITS] = Limits(RateLimiter(config.agent_rate), AddressLimiter(config.address_rate))
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await app[STORAGE].open()
@@ -197,6 +334,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     from .testlists import add_routes as add_testlist_routes
 
     add_testlist_routes(app)
+    app.router.add_get("/api/v1/collector-key", collector_key)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -6,13 +6,27 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .storage import Storage
+
+T = TypeVar("T")
+
+DB_HELP = (
+    "database: a SQLite path or sqlite:///PATH (default: %(default)s), or postgresql://USER@HOST/DB"
+)
 
 EXAMPLES = """examples:
   vantage collector serve --db /var/lib/vantage/collector.db --host 0.0.0.0 --port 8080
+  vantage collector migrate --db postgresql://vantage@db.internal/vantage
+  vantage collector serve --db postgresql://vantage@db.internal/vantage --rate-per-address 0 \\
+      --key /etc/vantage/collector.key --log-format json
   vantage collector revoke 3f2a...e9 --db /var/lib/vantage/collector.db
+  curl http://127.0.0.1:8080/api/v1/collector-key     # pin it in agents as collector_key
   curl 'http://127.0.0.1:8080/api/v1/aggregate?by=region,carrier,scope'
 """
 
@@ -32,7 +46,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--db", type=Path, default=Path("vantage-collector.db"), help="SQLite file")
+    serve.add_argument("--db", default="vantage-collector.db", help=DB_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
     serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="upload size cap")
@@ -41,11 +55,50 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         type=Path,
         help="file of base64 operator public keys (one per line) trusted to publish test lists",
     )
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending schema migrations on start (SQLite always does)",
+    )
+    serve.add_argument(
+        "--key", type=Path, help="collector signing key (created if absent; default: beside the db)"
+    )
+    serve.add_argument(
+        "--max-age-days", type=float, default=30, help="oldest measurement accepted (days)"
+    )
+    serve.add_argument(
+        "--max-future-minutes", type=float, default=10, help="clock skew tolerated (minutes)"
+    )
+    serve.add_argument(
+        "--rate-per-agent",
+        type=float,
+        default=10,
+        help="uploads per second per agent, burst 6x (0: no limit)",
+    )
+    serve.add_argument(
+        "--rate-per-address",
+        type=float,
+        default=20,
+        help="writes per second per client address, burst 5x (0: no limit, e.g. behind a proxy)",
+    )
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
     serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply pending schema migrations",
+        description="Bring the database schema to this version's (safe to run repeatedly,"
+        " and from several hosts at once).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    migrate.add_argument("--db", default="vantage-collector.db", help=DB_HELP)
+    migrate.add_argument("--json", action="store_true")
+    migrate.set_defaults(handler=cmd_migrate)
 
     revoke = commands.add_parser("revoke", help="refuse further uploads from an agent")
     revoke.add_argument("agent_id")
-    revoke.add_argument("--db", type=Path, default=Path("vantage-collector.db"))
+    revoke.add_argument("--db", default="vantage-collector.db", help=DB_HELP)
     revoke.add_argument("--json", action="store_true")
     revoke.set_defaults(handler=cmd_revoke)
 
@@ -69,10 +122,23 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .app import CollectorConfig
-    from .server import serve_forever
+    from datetime import timedelta
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from .app import CollectorConfig
+    from .backends import StorageUrlError, parse_storage_url
+    from .ingest import IngestPolicy
+    from .logs import configure_logging
+    from .migrations import SchemaMismatch
+    from .ratelimit import Rate
+    from .server import serve_forever
+    from .storage import StorageUnavailable
+
+    configure_logging(args.log_format)
+    try:
+        url = parse_storage_url(args.db)
+    except StorageUrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     operator_keys: tuple[bytes, ...] = ()
     if args.operator_keys is not None:
         from .testlists import load_operator_keys
@@ -83,31 +149,83 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"vantage: error: {exc}", file=sys.stderr)
             return 2
     config = CollectorConfig(
-        db_path=args.db, max_body_bytes=args.max_body, operator_keys=operator_keys
+        db_path=args.db,
+        max_body_bytes=args.max_body,
+        operator_keys=operator_keys,
+        policy=IngestPolicy(
+            max_age=timedelta(days=args.max_age_days),
+            max_future_skew=timedelta(minutes=args.max_future_minutes),
+        ),
+        key_path=args.key,
+        agent_rate=Rate(args.rate_per_agent, max(1, int(args.rate_per_agent * 6))),
+        address_rate=Rate(args.rate_per_address, max(1, int(args.rate_per_address * 5))),
+        migrate=True if args.migrate else None,
     )
 
-    def announce(url: str) -> None:
-        print(f"vantage collector listening on {url} (db: {args.db})", flush=True)
+    def announce(address: str) -> None:
+        print(f"vantage collector listening on {address} (db: {url.display})", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(config, args.host, args.port, announce))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(config, args.host, args.port, announce))
+    except (SchemaMismatch, StorageUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _with_storage(db: str, work: Callable[[Storage], Awaitable[T]], migrate: bool | None) -> T:
+    from .backends import open_storage
+
+    async def run() -> T:
+        storage = open_storage(db, migrate=migrate)
+        await storage.open()
+        try:
+            return await work(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .backends import StorageUrlError, parse_storage_url
+    from .migrations import SchemaMismatch
+    from .storage import StorageUnavailable
+
+    async def version(storage: Storage) -> tuple[list[int], int]:
+        return storage.applied_migrations, await storage.schema_version()
+
+    try:
+        display = parse_storage_url(args.db).display
+        applied, current = _with_storage(args.db, version, migrate=True)
+    except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"db": display, "applied": applied, "version": current}))
+    elif applied:
+        print(f"{display}: applied migrations {', '.join(map(str, applied))}; now at {current}")
+    else:
+        print(f"{display}: already at schema version {current}")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from protocol import utc_now
 
-    from .sqlite_store import SqliteStorage
+    from .backends import StorageUrlError
+    from .migrations import SchemaMismatch
+    from .storage import StorageUnavailable
 
-    async def run() -> bool:
-        storage = SqliteStorage(args.db)
-        await storage.open()
-        try:
-            return await storage.revoke_agent(args.agent_id, utc_now())
-        finally:
-            await storage.close()
+    async def revoke(storage: Storage) -> bool:
+        return await storage.revoke_agent(args.agent_id, utc_now())
 
-    revoked = asyncio.run(run())
+    try:
+        revoked = _with_storage(args.db, revoke, migrate=None)
+    except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"agent_id": args.agent_id, "revoked": revoked}))
     else:

@@ -9,7 +9,8 @@
     ├── NotFound          404
     ├── Conflict          409         same batch id, different bytes
     ├── PayloadTooLarge   413
-    └── Unprocessable     422         decodes, but the content is invalid (schema, time window)
+    ├── Unprocessable     422         decodes, but the content is invalid (schema, time window)
+    └── TooManyRequests   429         over a per-agent or per-address rate (with Retry-After)
 
 Protocol errors are translated once, in ``from_protocol_error``.
 """
@@ -56,6 +57,14 @@ class PayloadTooLarge(CollectorError):
 
 class Unprocessable(CollectorError):
     status, code = 422, "invalid"
+
+
+class TooManyRequests(CollectorError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def from_protocol_error(exc: RemoteProtocolError) -> CollectorError:

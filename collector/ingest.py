@@ -1,8 +1,9 @@
 """Ingest one uploaded batch: decode under limits, check the agent, verify, validate, store.
 
 The order matters: cheap checks first (size, envelope shape), then the database lookup of the agent's
-key, then the signature over the exact payload bytes, and only then the full schema of the payload, so
-an unauthenticated peer cannot make us parse much.
+key, then the signature over the exact payload bytes, then the per-agent rate limit (after the
+signature, so nobody can spend another agent's allowance by sending junk under its id), and only then
+the full schema of the payload, so an unauthenticated peer cannot make us parse much.
 """
 
 from __future__ import annotations
@@ -10,10 +11,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from protocol import DEFAULT_LIMITS, Batch, DecodeLimits, RemoteProtocolError, decode_signed_batch
+from protocol import (
+    DEFAULT_LIMITS,
+    Batch,
+    DecodeLimits,
+    RemoteProtocolError,
+    SignedBatch,
+    decode_signed_batch,
+)
 
-from .errors import Conflict, Forbidden, Unprocessable, from_protocol_error
+from .errors import Conflict, Forbidden, TooManyRequests, Unprocessable, from_protocol_error
+from .ratelimit import RateLimiter, retry_after_header
 from .storage import Storage, StoreResult
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A committed upload: what was verified and what storing it did."""
+
+    signed: SignedBatch
+    batch: Batch
+    result: StoreResult
+
+    @property
+    def payload_sha256(self) -> str:
+        return self.signed.payload_sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +63,17 @@ def check_times(batch: Batch, now: datetime, policy: IngestPolicy) -> None:
 async def ingest_batch(
     storage: Storage, body: bytes, now: datetime, policy: IngestPolicy
 ) -> StoreResult:
+    return (await ingest(storage, body, now, policy)).result
+
+
+async def ingest(
+    storage: Storage,
+    body: bytes,
+    now: datetime,
+    policy: IngestPolicy,
+    *,
+    agent_limiter: RateLimiter | None = None,
+) -> Accepted:
     try:
         signed = decode_signed_batch(body, policy.limits)
         agent = await storage.get_agent(signed.agent_id)
@@ -51,6 +84,14 @@ async def ingest_batch(
             )
         if agent.revoked_at is not None:
             raise Forbidden(f"agent {signed.agent_id} was revoked", code="revoked")
+        signed.verify_signature(agent.public_key)
+        if agent_limiter is not None:
+            wait = agent_limiter.check(signed.agent_id)
+            if wait > 0:
+                raise TooManyRequests(
+                    f"agent {signed.agent_id} uploads too fast; retry later",
+                    retry_after=retry_after_header(wait),
+                )
         batch = signed.verify(agent.public_key, policy.limits)
     except RemoteProtocolError as exc:
         raise from_protocol_error(exc) from exc
@@ -63,4 +104,4 @@ async def ingest_batch(
                 f"batch {batch.batch_id} was already stored with different content",
                 code="batch_conflict",
             )
-    return result
+    return Accepted(signed, batch, result)

@@ -1,5 +1,8 @@
 """SQLite storage: the embedded default. WAL mode, one writer thread, readers on their own connections.
 
+The schema comes from ``migrations.MIGRATIONS``; being embedded (one process owns the file), SQLite
+applies pending migrations on open unless told not to.
+
 All writes go through a single-thread executor (SQLite allows one writer; queueing them here instead of
 in SQLite's busy handler keeps latency predictable). Readers use separate connections, so with WAL they
 never block ingest. A batch and its measurement rows are committed in one transaction, and ``store_batch``
@@ -22,88 +25,17 @@ from protocol import Batch, Measurement, SignedBatch, format_time
 from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
+from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
+from .rollups import (
+    ROLLUP_COLUMNS,
+    ROLLUP_FROM_RAW,
+    RollupKey,
+    rollup_increments,
+    rollup_upsert_sql,
+)
 from .storage import AgentOverview, AgentRecord, AggregateQuery, StoreResult
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id      TEXT PRIMARY KEY,
-    public_key    BLOB NOT NULL,
-    registered_at TEXT NOT NULL,
-    revoked_at    TEXT
-);
--- The exact bytes that were verified: anyone can re-check them against the agent's key.
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id       TEXT PRIMARY KEY,
-    agent_id       TEXT NOT NULL REFERENCES agents(agent_id),
-    received_at    TEXT NOT NULL,
-    payload        BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    payload_sha256 TEXT NOT NULL,
-    measurements   INTEGER NOT NULL
-);
--- One narrow row per measurement, for queries. No client address anywhere.
-CREATE TABLE IF NOT EXISTS measurements (
-    uid            TEXT PRIMARY KEY,
-    batch_id       TEXT NOT NULL REFERENCES batches(batch_id),
-    agent_id       TEXT NOT NULL,
-    measured_at    TEXT NOT NULL,
-    received_at    TEXT NOT NULL,
-    test           TEXT NOT NULL,
-    country        TEXT NOT NULL,
-    region         TEXT NOT NULL,
-    asn            INTEGER NOT NULL,
-    carrier        TEXT NOT NULL,
-    network_type   TEXT NOT NULL,
-    network_source TEXT NOT NULL,
-    url            TEXT NOT NULL,
-    host           TEXT NOT NULL,
-    scope          TEXT NOT NULL,
-    category       TEXT NOT NULL,
-    verdict        TEXT NOT NULL,
-    blocking       TEXT,
-    failure        TEXT,
-    dns_failure    TEXT,
-    tcp_failure    TEXT,
-    http_failure   TEXT,
-    http_status    INTEGER,
-    runtime        REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS measurements_by_time ON measurements (measured_at);
-CREATE INDEX IF NOT EXISTS measurements_by_place ON measurements (country, region, asn, measured_at);
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
--- Operator documents (issue 7): the exact signed bytes, served unchanged.
-CREATE TABLE IF NOT EXISTS operator_keysets (
-    version      INTEGER PRIMARY KEY,
-    document     BLOB NOT NULL,
-    published_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS testlists (
-    list_id      TEXT NOT NULL,
-    version      INTEGER NOT NULL,
-    expires_at   TEXT NOT NULL,
-    document     BLOB NOT NULL,
-    sha256       TEXT NOT NULL,
-    published_at TEXT NOT NULL,
-    PRIMARY KEY (list_id, version)
-);
-CREATE TABLE IF NOT EXISTS testlist_refusals (
-    agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
-    reported_at TEXT NOT NULL,
-    refused_at  TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    list_id     TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    sha256      TEXT NOT NULL
-);
--- `vantage operator agents`: last seen, counts and context per agent without scanning everything.
-CREATE INDEX IF NOT EXISTS batches_by_agent ON batches (agent_id, received_at);
-CREATE INDEX IF NOT EXISTS measurements_by_agent ON measurements (agent_id, measured_at);
-"""
 
 MEASUREMENT_COLUMNS = (
     "uid, batch_id, agent_id, measured_at, received_at, test, country, region, asn, carrier, "
@@ -144,9 +76,29 @@ def measurement_row(m: Measurement, batch_id: str, received_at: str) -> tuple[An
     )
 
 
+BATCH_COLUMNS = "batch_id, agent_id, received_at, payload, signature, payload_sha256, measurements"
+
+
+def batch_row(signed: SignedBatch, batch: Batch, received_at: str) -> tuple[Any, ...]:
+    """The ``batches`` row: the exact verified bytes, so anyone can re-check them later."""
+    return (
+        batch.batch_id,
+        batch.agent_id,
+        received_at,
+        signed.payload,
+        signed.signature,
+        signed.payload_sha256,
+        len(batch.measurements),
+    )
+
+
 class SqliteStorage:
-    def __init__(self, path: Path | str, *, read_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: Path | str, *, read_timeout: float = 10.0, migrate: bool = True
+    ) -> None:
         self.path = Path(path)
+        self.auto_migrate = migrate
+        self.applied_migrations: list[int] = []
         self.read_timeout = read_timeout
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-reader")
@@ -193,18 +145,41 @@ class SqliteStorage:
 
         def init() -> None:
             self._write_conn = self._connect()
-            self._write_conn.executescript(SCHEMA)
-            row = self._write_conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            if row[0] is None:
-                self._write_conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                )
-            elif row[0] > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema {row[0]} is newer than this collector ({SCHEMA_VERSION})"
-                )
+            if self.auto_migrate:
+                self.applied_migrations = self._apply_migrations(self._write_conn)
+            else:
+                check_version(self._current_version(self._write_conn), str(self.path))
 
         await asyncio.get_running_loop().run_in_executor(self._writer, init)
+
+    @staticmethod
+    def _current_version(conn: sqlite3.Connection) -> int:
+        conn.execute(VERSION_TABLE)
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _apply_migrations(self, conn: sqlite3.Connection) -> list[int]:
+        current = self._current_version(conn)
+        if current > LATEST:
+            check_version(current, str(self.path))
+        applied = []
+        for step in MIGRATIONS:
+            if step.version > current:
+                # executescript runs the BEGIN/COMMIT too: the step and its record are one transaction.
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;{step.sqlite};"
+                    f"INSERT INTO schema_version (version) VALUES ({step.version});COMMIT;"
+                )
+                applied.append(step.version)
+        return applied
+
+    async def schema_version(self) -> int:
+        return await self._read(self._current_version_readonly)
+
+    @staticmethod
+    def _current_version_readonly(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
 
     async def close(self) -> None:
         def close_writer() -> None:
@@ -264,45 +239,49 @@ class SqliteStorage:
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
         received = format_time(received_at)
-        rows = [measurement_row(m, batch.batch_id, received) for m in batch.measurements]
-        placeholders = ", ".join("?" * len(rows[0]))
+        rows = {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements}
+        insert = (
+            f"INSERT INTO measurements ({MEASUREMENT_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
+        )
+        upsert = rollup_upsert_sql(f"VALUES ({', '.join('?' * (len(ROLLUP_COLUMNS) + 1))})")
 
         def work(conn: sqlite3.Connection) -> StoreResult:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO batches (batch_id, agent_id, received_at, payload,"
-                    " signature, payload_sha256, measurements) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        batch.batch_id,
-                        batch.agent_id,
-                        received,
-                        signed.payload,
-                        signed.signature,
-                        signed.payload_sha256,
-                        len(rows),
-                    ),
+                    f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    batch_row(signed, batch, received),
                 )
                 if cur.rowcount == 0:
                     conn.execute("ROLLBACK")
                     return StoreResult(batch.batch_id, 0, len(rows), duplicate_batch=True)
-                before = conn.total_changes
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO measurements ({MEASUREMENT_COLUMNS})"
-                    f" VALUES ({placeholders})",
-                    rows,
-                )
-                stored = conn.total_changes - before
+                # One writer holds the write lock, so what is absent now is still absent at INSERT:
+                # only those rows are inserted and only they count in the rollups.
+                seen = {
+                    uid
+                    for (uid,) in conn.execute(
+                        f"SELECT uid FROM measurements WHERE uid IN ({', '.join('?' * len(rows))})",
+                        list(rows),
+                    )
+                }
+                fresh = [m for m in batch.measurements if m.uid not in seen]
+                conn.executemany(insert, [rows[m.uid] for m in fresh])
+                conn.executemany(upsert, rollup_increments(fresh))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return StoreResult(batch.batch_id, stored, len(rows) - stored, duplicate_batch=False)
+            return StoreResult(
+                batch.batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False
+            )
 
         return await self._write(work)
 
-    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: "?")
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        sql, args, names = build_aggregate_sql(query, lambda n: "?", from_raw=from_raw)
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
@@ -415,5 +394,26 @@ class SqliteStorage:
                 """
             )
             return [AgentOverview(*row) for row in rows]
+
+        return await self._read(work)
+
+    async def counts(self) -> dict[str, int]:
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            return {
+                table: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                for table in ("agents", "batches", "measurements")
+            }
+
+        return await self._read(work)
+
+    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
+        sql = (
+            ROLLUP_FROM_RAW
+            if recompute
+            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
+        )
+
+        def work(conn: sqlite3.Connection) -> dict[RollupKey, int]:
+            return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(sql)}
 
         return await self._read(work)

@@ -1,7 +1,9 @@
 """What the collector needs from a database, independent of which one.
 
-Backends: ``sqlite_store.SqliteStorage`` (embedded default). Each keeps the raw signed batch bytes
-(verifiable forever), one narrow row per measurement for queries, and the agents' public keys.
+Backends: ``sqlite_store.SqliteStorage`` (embedded default) and ``pg_store.PostgresStorage`` (shared
+by several collector processes); ``open_storage(url)`` picks one. Each keeps the raw signed batch bytes
+(verifiable forever), one narrow row per measurement for queries, the agents' public keys, and hourly
+rollups updated in the same transaction as the rows they count.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from typing import Any, Protocol
 
 from protocol import Batch, SignedBatch
 from protocol.signed_requests import Refusal
+
+from .rollups import RollupKey
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot be reached or refused us (connection, authentication)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +68,13 @@ class AgentOverview:
 
 
 class Storage(Protocol):
-    async def open(self) -> None: ...
+    applied_migrations: list[int]
+
+    async def open(self) -> None:
+        """Connect; apply pending migrations if built with ``migrate=True``, else insist on the
+        latest schema (``migrations.SchemaMismatch``)."""
+
+    async def schema_version(self) -> int: ...
 
     async def close(self) -> None: ...
 
@@ -74,12 +88,22 @@ class Storage(Protocol):
     async def store_batch(
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
-        """Commit the batch and its rows in one transaction; return only after the commit."""
+        """Commit the batch, its new rows and their rollup increments in one transaction; return
+        only after the commit. Safe to call concurrently from several processes on one database."""
 
-    async def aggregate(self, query: AggregateQuery) -> Sequence[Mapping[str, Any]]: ...
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        """Answer from rollups when the query allows; ``from_raw`` reads raw rows (a cross-check)."""
 
     async def stored_batch_hash(self, batch_id: str) -> str | None:
         """SHA-256 of the payload stored under ``batch_id``, or None if there is none."""
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts of ``agents``, ``batches`` and ``measurements``."""
+
+    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
+        """The rollup table, or (``recompute=True``) what it should hold, recomputed from raw rows."""
 
     # --- operator documents and fleet overview (issue 7) ------------------------------------------
     # Documents are stored as the exact signed bytes; verification happens before these are called.

@@ -32,6 +32,7 @@ from .messages import (
     TcpResult,
     new_uid,
 )
+from .receipt import Receipt, SignedReceipt, check_receipt, receipt_from_json, sign_receipt
 from .signing import SigningKey, agent_id_for, verify
 from .timefmt import format_time, parse_time, utc_now
 from .verdicts import Blocking, NetworkType, Scope, Verdict
@@ -50,11 +51,13 @@ __all__ = [
     "Measurement",
     "NetworkContext",
     "NetworkType",
+    "Receipt",
     "RemoteProtocolError",
     "SchemaError",
     "Scope",
     "SignatureError",
     "SignedBatch",
+    "SignedReceipt",
     "SigningKey",
     "Target",
     "TcpResult",
@@ -63,12 +66,15 @@ __all__ = [
     "agent_id_for",
     "canonical_decode",
     "canonical_encode",
+    "check_receipt",
     "decode_signed_batch",
     "format_time",
     "make_registration",
     "new_uid",
     "parse_time",
+    "receipt_from_json",
     "sign_batch",
+    "sign_receipt",
     "utc_now",
     "verify",
     "verify_registration",

@@ -55,11 +55,15 @@ class SignedBatch:
             }
         )
 
-    def verify(self, public_key: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
-        """Check the signature over the exact payload bytes, then decode and validate the batch."""
+    def verify_signature(self, public_key: bytes) -> None:
+        """Only the signature, without decoding the payload: raises ``SignatureError``."""
         if agent_id_for(public_key) != self.agent_id:
             raise SignatureError("public key does not belong to this agent id", reason="bad_key")
         verify(public_key, DOMAIN_BATCH, self.payload, self.signature)
+
+    def verify(self, public_key: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
+        """Check the signature over the exact payload bytes, then decode and validate the batch."""
+        self.verify_signature(public_key)
         wire = canonical_decode(self.payload, limits)
         batch = from_peer(lambda: Batch.from_wire(wire))
         if batch.agent_id != self.agent_id:
@@ -113,7 +117,8 @@ def make_registration(key: SigningKey, at: datetime) -> dict[str, Any]:
     }
 
 
-def _b64(value: object, name: str, length: int) -> bytes:
+def b64_field(value: object, name: str, length: int) -> bytes:
+    """Raw bytes of a base64 string field a peer sent, of exactly ``length`` bytes (``SchemaError``)."""
     if not isinstance(value, str):
         raise SchemaError(f"{name} must be a base64 string")
     try:
@@ -132,8 +137,8 @@ def verify_registration(body: object, now: datetime) -> tuple[str, bytes]:
     missing = {"public_key", "time", "proof"} - set(body)
     if missing:
         raise SchemaError(f"registration is missing: {', '.join(sorted(missing))}")
-    public_key = _b64(body["public_key"], "public_key", KEY_LEN)
-    proof = _b64(body["proof"], "proof", SIG_LEN)
+    public_key = b64_field(body["public_key"], "public_key", KEY_LEN)
+    proof = b64_field(body["proof"], "proof", SIG_LEN)
     stamp = body["time"]
     at = from_peer(lambda: parse_time(stamp))
     if abs(now - at) > REGISTRATION_MAX_SKEW:

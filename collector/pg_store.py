@@ -1,0 +1,322 @@
+"""PostgreSQL storage via asyncpg: the shared store when several stateless collectors run side by side.
+
+Correctness under concurrency comes from the database, not from this process: the batch row and each
+measurement row are inserted with ``ON CONFLICT DO NOTHING ... RETURNING``, so when two collectors
+receive the same batch (or the same measurement in two batches) at once, one waits on the other's
+unique-index entry and then sees it as a duplicate; only rows this transaction actually inserted are
+counted into the rollups. Rows and rollup keys are written in sorted order so concurrent writers lock
+in the same order; a deadlock or serialization failure (should one happen anyway) is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from protocol import Batch, SignedBatch, format_time
+from protocol.signed_requests import Refusal
+
+from .aggregate import build_aggregate_sql
+from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
+from .rollups import (
+    ROLLUP_COLUMNS,
+    ROLLUP_FROM_RAW,
+    RollupKey,
+    rollup_increments,
+    rollup_upsert_sql,
+)
+from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
+from .storage import (
+    AgentOverview,
+    AgentRecord,
+    AggregateQuery,
+    StorageUnavailable,
+    StoreResult,
+)
+
+#: asyncpg needs the array type of each column to ``unnest`` a whole batch in one statement.
+_MEASUREMENT_TYPES = {"asn": "int8", "http_status": "int4", "runtime": "float8"}
+_ROLLUP_TYPES = {"asn": "int8", "n": "int8"}
+_MIGRATION_LOCK = 0x76616E74  # "vant": one advisory lock id serialises migrations across processes
+_RETRIES = 5
+
+
+def _unnest(columns: Sequence[str], types: Mapping[str, str]) -> str:
+    arrays = ", ".join(f"${i}::{types.get(c, 'text')}[]" for i, c in enumerate(columns, 1))
+    return f"SELECT * FROM unnest({arrays})"
+
+
+_COLUMNS = [c.strip() for c in MEASUREMENT_COLUMNS.split(",")]
+INSERT_MEASUREMENTS = (
+    f"INSERT INTO measurements ({MEASUREMENT_COLUMNS}) {_unnest(_COLUMNS, _MEASUREMENT_TYPES)}"
+    " ON CONFLICT (uid) DO NOTHING RETURNING uid"
+)
+UPSERT_ROLLUPS = rollup_upsert_sql(_unnest([*ROLLUP_COLUMNS, "n"], _ROLLUP_TYPES))
+
+
+def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+class PostgresStorage:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        migrate: bool = False,
+        read_timeout: float = 10.0,
+        min_connections: int = 1,
+        max_connections: int = 10,
+    ) -> None:
+        self.dsn = dsn
+        self.auto_migrate = migrate
+        self.read_timeout = read_timeout
+        self.applied_migrations: list[int] = []
+        self._sizes = (min_connections, max_connections)
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("storage is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                server_settings={"application_name": "vantage-collector"},
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageUnavailable(f"cannot open PostgreSQL database: {exc}") from exc
+        try:
+            if self.auto_migrate:
+                self.applied_migrations = await self.migrate()
+            else:
+                check_version(await self.schema_version(), "postgresql://...")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Two collectors started with --migrate at once: the second waits here, then finds
+            # nothing left to do.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(VERSION_TABLE)
+            current = int(
+                await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            )
+            if current > LATEST:
+                check_version(current, "postgresql://...")
+            for step in MIGRATIONS:
+                if step.version > current:
+                    await conn.execute(step.postgresql)
+                    await conn.execute("INSERT INTO schema_version VALUES ($1)", step.version)
+                    applied.append(step.version)
+        return applied
+
+    async def schema_version(self) -> int:
+        exists = await self.pool.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+        if not exists:
+            return 0
+        return int(await self.pool.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def register_agent(self, agent_id: str, public_key: bytes, at: datetime) -> bool:
+        inserted = await self.pool.fetchval(
+            "INSERT INTO agents (agent_id, public_key, registered_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (agent_id) DO NOTHING RETURNING agent_id",
+            agent_id,
+            public_key,
+            format_time(at),
+        )
+        return inserted is not None
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        row = await self.pool.fetchrow(
+            "SELECT agent_id, public_key, registered_at, revoked_at FROM agents WHERE agent_id = $1",
+            agent_id,
+        )
+        return None if row is None else AgentRecord(row[0], bytes(row[1]), row[2], row[3])
+
+    async def revoke_agent(self, agent_id: str, at: datetime) -> bool:
+        status = await self.pool.execute(
+            "UPDATE agents SET revoked_at = $1 WHERE agent_id = $2 AND revoked_at IS NULL",
+            format_time(at),
+            agent_id,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def stored_batch_hash(self, batch_id: str) -> str | None:
+        value = await self.pool.fetchval(
+            "SELECT payload_sha256 FROM batches WHERE batch_id = $1", batch_id
+        )
+        return None if value is None else str(value)
+
+    async def store_batch(
+        self, signed: SignedBatch, batch: Batch, received_at: datetime
+    ) -> StoreResult:
+        received = format_time(received_at)
+        ordered = sorted(batch.measurements, key=lambda m: m.uid)
+        columns = _columns_of(
+            [measurement_row(m, batch.batch_id, received) for m in ordered], len(_COLUMNS)
+        )
+        for attempt in range(_RETRIES):
+            try:
+                return await self._store_once(signed, batch, received, ordered, columns)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt + 1 == _RETRIES:
+                    raise
+                await asyncio.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _store_once(
+        self,
+        signed: SignedBatch,
+        batch: Batch,
+        received: str,
+        ordered: list[Any],
+        columns: list[list[Any]],
+    ) -> StoreResult:
+        total = len(ordered)
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+                *batch_row(signed, batch, received),
+            )
+            if inserted is None:
+                return StoreResult(batch.batch_id, 0, total, duplicate_batch=True)
+            new_uids = {row[0] for row in await conn.fetch(INSERT_MEASUREMENTS, *columns)}
+            fresh = [m for m in ordered if m.uid in new_uids]
+            increments = rollup_increments(fresh)
+            if increments:
+                await conn.execute(
+                    UPSERT_ROLLUPS, *_columns_of(increments, len(ROLLUP_COLUMNS) + 1)
+                )
+        return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
+
+    async def aggregate(
+        self, query: AggregateQuery, *, from_raw: bool = False
+    ) -> Sequence[Mapping[str, Any]]:
+        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", from_raw=from_raw)
+        rows = await self.pool.fetch(sql, *args, timeout=self.read_timeout)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT COUNT(*) FROM agents), (SELECT COUNT(*) FROM batches),"
+            " (SELECT COUNT(*) FROM measurements)"
+        )
+        assert row is not None
+        return {"agents": row[0], "batches": row[1], "measurements": row[2]}
+
+    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
+        sql = (
+            ROLLUP_FROM_RAW
+            if recompute
+            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
+        )
+        rows = await self.pool.fetch(sql, timeout=self.read_timeout)
+        return {tuple(row[:-1]): int(row[-1]) for row in rows}
+
+    # --- operator documents and fleet overview (issue 7) ------------------------------------------
+
+    async def put_keyset(self, version: int, document: bytes, at: datetime) -> bool:
+        inserted = await self.pool.fetchval(
+            "INSERT INTO operator_keysets (version, document, published_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (version) DO NOTHING RETURNING version",
+            version,
+            document,
+            format_time(at),
+        )
+        return inserted is not None
+
+    async def keysets(self) -> list[bytes]:
+        rows = await self.pool.fetch("SELECT document FROM operator_keysets ORDER BY version")
+        return [bytes(row[0]) for row in rows]
+
+    async def put_testlist(
+        self,
+        list_id: str,
+        version: int,
+        expires: datetime,
+        document: bytes,
+        sha256: str,
+        at: datetime,
+    ) -> int | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Serialise publishers of one list id so "newer than the latest" holds across collectors.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", list_id)
+            latest = await conn.fetchval(
+                "SELECT MAX(version) FROM testlists WHERE list_id = $1", list_id
+            )
+            if latest is not None and latest >= version:
+                return int(latest)
+            await conn.execute(
+                "INSERT INTO testlists (list_id, version, expires_at, document, sha256,"
+                " published_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                list_id,
+                version,
+                format_time(expires),
+                document,
+                sha256,
+                format_time(at),
+            )
+        return None
+
+    async def current_testlists(self, now: datetime) -> list[bytes]:
+        rows = await self.pool.fetch(
+            "SELECT t.document FROM testlists t JOIN (SELECT list_id, MAX(version) AS version"
+            " FROM testlists GROUP BY list_id) latest USING (list_id, version)"
+            " WHERE t.expires_at > $1 ORDER BY t.list_id",
+            format_time(now),
+        )
+        return [bytes(row[0]) for row in rows]
+
+    async def record_refusals(
+        self, agent_id: str, refusals: Sequence[Refusal], at: datetime
+    ) -> int:
+        rows = [
+            (agent_id, format_time(at), r.at, r.reason, r.message, r.list_id, r.version, r.sha256)
+            for r in refusals
+        ]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO testlist_refusals (agent_id, reported_at, refused_at, reason,"
+                " message, list_id, version, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                rows,
+            )
+        return len(rows)
+
+    async def agent_overview(self) -> list[AgentOverview]:
+        rows = await self.pool.fetch(
+            """
+            SELECT a.agent_id, a.registered_at, a.revoked_at,
+                (SELECT MAX(received_at) FROM batches b WHERE b.agent_id = a.agent_id),
+                (SELECT COUNT(*) FROM batches b WHERE b.agent_id = a.agent_id),
+                (SELECT COALESCE(SUM(measurements), 0) FROM batches b
+                    WHERE b.agent_id = a.agent_id),
+                (SELECT COUNT(*) FROM testlist_refusals r WHERE r.agent_id = a.agent_id),
+                m.country, m.region, m.asn, m.carrier, m.network_type
+            FROM agents a
+            LEFT JOIN LATERAL (
+                SELECT country, region, asn, carrier, network_type FROM measurements
+                WHERE agent_id = a.agent_id ORDER BY measured_at DESC LIMIT 1) m ON TRUE
+            ORDER BY a.registered_at, a.agent_id
+            """,
+            timeout=self.read_timeout,
+        )
+        return [AgentOverview(*row) for row in rows]

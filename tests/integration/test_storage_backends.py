@@ -1,0 +1,266 @@
+"""One storage suite, two real backends (SQLite file, throwaway PostgreSQL server): same expectations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from ingest_support import NETWORKS, TARGETS, batch_of, measurement, total
+
+from collector.aggregate import answerable_from_rollups, parse_aggregate_query
+from collector.backends import open_storage, parse_storage_url
+from collector.migrations import LATEST, MIGRATIONS, SchemaMismatch
+from collector.storage import Storage
+from protocol import SigningKey, sign_batch, utc_now
+
+HOUR = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    store = open_storage(storage_url, migrate=True)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def store(storage: Storage, key: SigningKey, items: list, batch_id: str | None = None):
+    batch = batch_of(key, items, batch_id)
+    return await storage.store_batch(sign_batch(key, batch), batch, utc_now())
+
+
+async def registered(storage: Storage) -> SigningKey:
+    key = SigningKey.generate()
+    assert await storage.register_agent(key.agent_id, key.public_key, utc_now())
+    return key
+
+
+async def test_agents_register_once_and_revoke(storage: Storage) -> None:
+    key = await registered(storage)
+    assert not await storage.register_agent(key.agent_id, key.public_key, utc_now())
+    record = await storage.get_agent(key.agent_id)
+    assert record is not None and record.public_key == key.public_key and record.revoked_at is None
+    assert await storage.revoke_agent(key.agent_id, utc_now())
+    assert not await storage.revoke_agent(key.agent_id, utc_now())
+    revoked = await storage.get_agent(key.agent_id)
+    assert revoked is not None and revoked.revoked_at is not None
+    assert await storage.get_agent("0" * 32) is None
+
+
+async def test_store_keeps_raw_bytes_rows_and_rollups(storage: Storage) -> None:
+    key = await registered(storage)
+    items = [
+        measurement(key, at=HOUR + timedelta(minutes=i), verdict=v)
+        for i, v in enumerate(["ok", "anomaly", "ok"])
+    ]
+    batch = batch_of(key, items)
+    signed = sign_batch(key, batch)
+    result = await storage.store_batch(signed, batch, utc_now())
+    assert (result.stored, result.duplicates, result.duplicate_batch) == (3, 0, False)
+    assert await storage.stored_batch_hash(batch.batch_id) == signed.payload_sha256
+    assert (await storage.counts())["measurements"] == 3
+    rollups = await storage.rollups()
+    assert sum(rollups.values()) == 3
+    assert rollups == await storage.rollups(recompute=True)
+    bucket = {k[0] for k in rollups}
+    assert bucket == {"2026-11-20T10:00:00Z"}
+
+
+async def test_duplicates_count_once(storage: Storage) -> None:
+    key = await registered(storage)
+    items = [measurement(key, at=HOUR) for _ in range(4)]
+    first = await store(storage, key, items)
+    again = await store(storage, key, items, batch_id=first.batch_id)
+    assert again.duplicate_batch and again.stored == 0
+    # a new batch repeating two old uids (a crash between spool steps) stores only the new ones
+    overlap = await store(storage, key, [*items[:2], measurement(key, at=HOUR)])
+    assert (overlap.stored, overlap.duplicates, overlap.duplicate_batch) == (1, 2, False)
+    assert (await storage.counts())["measurements"] == 5
+    assert sum((await storage.rollups()).values()) == 5
+    assert await storage.rollups() == await storage.rollups(recompute=True)
+
+
+async def test_concurrent_writers_are_exact(storage: Storage) -> None:
+    keys = [await registered(storage) for _ in range(3)]
+    shared = [measurement(keys[0], at=HOUR) for _ in range(20)]
+    batch = batch_of(keys[0], shared)
+    signed = sign_batch(keys[0], batch)
+    others = [
+        [measurement(k, at=HOUR + timedelta(hours=1), network=NETWORKS[i]) for _ in range(30)]
+        for i, k in enumerate(keys)
+    ]
+    results = await asyncio.gather(
+        *(storage.store_batch(signed, batch, utc_now()) for _ in range(5)),
+        *(store(storage, k, o) for k, o in zip(keys, others, strict=True)),
+        # the same measurements in a different batch, at the same time
+        store(storage, keys[0], shared[:10]),
+    )
+    assert sum(r.stored for r in results) == 20 + 90
+    assert sum(1 for r in results[:5] if not r.duplicate_batch) == 1
+    assert (await storage.counts())["measurements"] == 110
+    assert await storage.rollups() == await storage.rollups(recompute=True)
+
+
+QUERIES = [
+    {},
+    {"by": "region,carrier,scope"},
+    {"by": "hour,network_type", "country": "XA"},
+    {"by": "day,verdict,blocking"},
+    {"by": "test", "asn": "AS64500", "scope": "international"},
+    {"by": "region", "since": "2026-11-20T10:00:00Z", "until": "2026-11-20T12:00:00Z"},
+    {"by": "domain,category"},  # not rollup dimensions: raw rows
+    {"by": "region", "since": "2026-11-20T10:30:00Z"},  # not on an hour: raw rows
+]
+
+
+@pytest.mark.parametrize(
+    "params", QUERIES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "all"
+)
+async def test_rollup_answers_equal_raw_answers(storage: Storage, params: dict[str, str]) -> None:
+    keys = [await registered(storage) for _ in range(3)]
+    for i, key in enumerate(keys):
+        items = [
+            measurement(
+                key,
+                at=HOUR + timedelta(minutes=37 * j),
+                network=NETWORKS[i],
+                target=TARGETS[j % 2],
+                verdict=("ok", "anomaly", "confirmed", "failure")[j % 4],
+            )
+            for j in range(12)
+        ]
+        await store(storage, key, items)
+    query = parse_aggregate_query(params)
+    rows = [dict(r) for r in await storage.aggregate(query)]
+    raw = [dict(r) for r in await storage.aggregate(query, from_raw=True)]
+    assert rows == raw
+    if set(params) <= {"by"}:
+        assert total(rows) == 36
+    assert answerable_from_rollups(query) == (
+        "domain" not in params.get("by", "") and ":30" not in params.get("since", "")
+    )
+
+
+async def test_empty_database_answers_like_raw(storage: Storage) -> None:
+    query = parse_aggregate_query({})
+    assert [dict(r) for r in await storage.aggregate(query)] == [
+        dict(r) for r in await storage.aggregate(query, from_raw=True)
+    ]
+
+
+async def _apply_v1_only(storage_url: str) -> None:
+    url = parse_storage_url(storage_url)
+    v1 = MIGRATIONS[0]
+    if url.backend == "sqlite":
+        with sqlite3.connect(url.target) as conn:
+            conn.executescript(
+                v1.sqlite
+                + "CREATE TABLE schema_version (version INTEGER NOT NULL);INSERT INTO schema_version VALUES (1);"
+            )
+    else:
+        conn = await asyncpg.connect(url.target)
+        await conn.execute(
+            v1.postgresql
+            + ";CREATE TABLE schema_version (version INTEGER NOT NULL);INSERT INTO schema_version VALUES (1);"
+        )
+        await conn.close()
+
+
+async def test_migration_backfills_rollups_from_old_rows(storage_url: str) -> None:
+    await _apply_v1_only(storage_url)
+    old = open_storage(storage_url, migrate=False)
+    with pytest.raises(SchemaMismatch, match="collector migrate"):
+        await old.open()
+    # write rows the way version 1 did (no rollups), then migrate
+    v1 = open_storage(storage_url, migrate=True)
+    key = SigningKey.generate()
+    items = [measurement(key, at=HOUR + timedelta(hours=i % 3)) for i in range(9)]
+    url = parse_storage_url(storage_url)
+    from collector.sqlite_store import MEASUREMENT_COLUMNS, measurement_row
+
+    batch = batch_of(key, items)
+    signed = sign_batch(key, batch)
+    rows = [measurement_row(m, batch.batch_id, "2026-11-20T13:00:00.000000Z") for m in items]
+    agent = (key.agent_id, key.public_key, "2026-11-20T13:00:00.000000Z")
+    batch_row = (
+        batch.batch_id,
+        key.agent_id,
+        "2026-11-20T13:00:00.000000Z",
+        signed.payload,
+        signed.signature,
+        signed.payload_sha256,
+        9,
+    )
+    if url.backend == "sqlite":
+        with sqlite3.connect(url.target) as conn:
+            conn.execute(
+                "INSERT INTO agents (agent_id, public_key, registered_at) VALUES (?, ?, ?)", agent
+            )
+            conn.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)", batch_row)
+            conn.executemany(
+                f"INSERT INTO measurements ({MEASUREMENT_COLUMNS}) VALUES ({', '.join('?' * 24)})",
+                rows,
+            )
+    else:
+        conn = await asyncpg.connect(url.target)
+        await conn.execute(
+            "INSERT INTO agents (agent_id, public_key, registered_at) VALUES ($1, $2, $3)", *agent
+        )
+        await conn.execute("INSERT INTO batches VALUES ($1, $2, $3, $4, $5, $6, $7)", *batch_row)
+        await conn.executemany(
+            f"INSERT INTO measurements ({MEASUREMENT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 25))})",
+            rows,
+        )
+        await conn.close()
+    await v1.open()
+    try:
+        assert v1.applied_migrations == list(range(2, LATEST + 1))
+        assert await v1.schema_version() == LATEST
+        rollups = await v1.rollups()
+        assert sum(rollups.values()) == 9 and len(rollups) == 3
+        assert rollups == await v1.rollups(recompute=True)
+    finally:
+        await v1.close()
+    again = open_storage(storage_url, migrate=True)
+    await again.open()
+    assert again.applied_migrations == []
+    await again.close()
+
+
+async def test_operator_documents_and_agent_overview(storage: Storage) -> None:
+    """Key sets, test lists, refusals and the fleet overview behave alike on both backends."""
+    from protocol import format_time
+    from protocol.signed_requests import Refusal
+
+    now = utc_now()
+    assert await storage.put_keyset(1, b"keyset-1", now)
+    assert not await storage.put_keyset(1, b"keyset-1-again", now)
+    assert await storage.put_keyset(2, b"keyset-2", now)
+    assert await storage.keysets() == [b"keyset-1", b"keyset-2"]
+
+    later = now + timedelta(days=7)
+    assert await storage.put_testlist("national", 1, later, b"n1", "a" * 64, now) is None
+    assert await storage.put_testlist("national", 2, later, b"n2", "b" * 64, now) is None
+    assert await storage.put_testlist("national", 2, later, b"n2x", "c" * 64, now) == 2
+    assert await storage.put_testlist("national", 1, later, b"n1x", "d" * 64, now) == 2
+    assert (
+        await storage.put_testlist("old", 1, now - timedelta(days=1), b"o1", "e" * 64, now) is None
+    )
+    assert await storage.current_testlists(now) == [b"n2"]  # newest per id, expired dropped
+
+    key = await registered(storage)
+    quiet = await registered(storage)
+    await store(storage, key, [measurement(key, at=HOUR), measurement(key, at=HOUR)])
+    refusal = Refusal(format_time(now), "rollback", "version 1 is older than 2", "national", 1)
+    assert await storage.record_refusals(key.agent_id, [refusal, refusal], now) == 2
+    overview = {row.agent_id: row for row in await storage.agent_overview()}
+    assert set(overview) == {key.agent_id, quiet.agent_id}
+    busy = overview[key.agent_id]
+    assert (busy.batches, busy.measurements, busy.refusals) == (1, 2, 2)
+    assert busy.last_seen is not None and busy.country is not None and busy.asn is not None
+    idle = overview[quiet.agent_id]
+    assert (idle.batches, idle.measurements, idle.refusals, idle.last_seen) == (0, 0, 0, None)
