@@ -21,7 +21,15 @@ from protocol import RemoteProtocolError, utc_now, verify_registration
 
 from . import __version__
 from .aggregate import parse_aggregate_query
-from .errors import BadRequest, CollectorError, Forbidden, PayloadTooLarge, from_protocol_error
+from .control import ControlHelper, ControlSettings, parse_control_request
+from .errors import (
+    BadRequest,
+    CollectorError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    from_protocol_error,
+)
 from .ingest import IngestPolicy, ingest_batch
 from .sqlite_store import SqliteStorage
 from .storage import Storage
@@ -38,10 +46,12 @@ class CollectorConfig:
     db_path: Path
     max_body_bytes: int = 8 * 1024 * 1024
     policy: IngestPolicy = field(default_factory=IngestPolicy)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
 
 CONFIG = web.AppKey("config", CollectorConfig)
 STORAGE = web.AppKey("storage", Storage)
+CONTROL = web.AppKey("control", ControlHelper)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -88,6 +98,7 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/agents",
                 "POST /api/v1/batches",
                 "GET /api/v1/aggregate",
+                "POST /api/v1/control",
                 "GET /healthz",
             ],
         }
@@ -144,6 +155,22 @@ async def upload_batch(request: web.Request) -> web.Response:
     )
 
 
+async def control(request: web.Request) -> web.Response:
+    """Measure a URL from here, for an agent's verdict (collector/control.py)."""
+    if not request.app[CONFIG].control.enabled:
+        raise NotFound("this collector runs no control helper", code="control_disabled")
+    body = await read_body(request, 8 * 1024)
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"control request is not JSON: {exc}", code="undecodable") from exc
+    url, addrs = parse_control_request(document)
+    result, cached = await request.app[CONTROL].control(url, addrs)
+    response = web.json_response(result.to_wire())
+    response.headers["X-Vantage-Control-Cache"] = "hit" if cached else "miss"
+    return response
+
+
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -172,10 +199,15 @@ async def aggregate(request: web.Request) -> web.Response:
     )
 
 
-def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
+def create_app(
+    config: CollectorConfig,
+    storage: Storage | None = None,
+    control_helper: ControlHelper | None = None,
+) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
     app[STORAGE] = storage if storage is not None else SqliteStorage(config.db_path)
+    app[CONTROL] = control_helper or ControlHelper(config.control)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await app[STORAGE].open()
@@ -188,6 +220,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_post("/api/v1/agents", register_agent)
     app.router.add_post("/api/v1/batches", upload_batch)
     app.router.add_get("/api/v1/aggregate", aggregate)
+    app.router.add_post("/api/v1/control", control)
     return app
 
 

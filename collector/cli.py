@@ -36,6 +36,19 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
     serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="upload size cap")
+    serve.add_argument(
+        "--no-control", action="store_true", help="do not offer POST /api/v1/control"
+    )
+    serve.add_argument(
+        "--control-lab",
+        action="store_true",
+        help="let the control helper measure private and loopback targets (labs only)",
+    )
+    serve.add_argument(
+        "--control-resolver", help="DNS server address[:port] for the control helper"
+    )
+    serve.add_argument("--control-ca-file", help="extra CA bundle the control helper trusts")
+    serve.add_argument("--mmdb", help="ASN database (MMDB) for the control helper's answers")
     serve.set_defaults(handler=cmd_serve)
 
     revoke = commands.add_parser("revoke", help="refuse further uploads from an agent")
@@ -65,10 +78,24 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import CollectorConfig
+    from .control import ControlSettings, parse_resolver
     from .server import serve_forever
 
+    if args.control_resolver:
+        try:
+            parse_resolver(args.control_resolver)
+        except ValueError as exc:
+            print(f"vantage: error: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = CollectorConfig(db_path=args.db, max_body_bytes=args.max_body)
+    control = ControlSettings(
+        enabled=not args.no_control,
+        lab=args.control_lab,
+        resolver=args.control_resolver,
+        ca_file=args.control_ca_file,
+        mmdb=args.mmdb,
+    )
+    config = CollectorConfig(db_path=args.db, max_body_bytes=args.max_body, control=control)
 
     def announce(url: str) -> None:
         print(f"vantage collector listening on {url} (db: {args.db})", flush=True)

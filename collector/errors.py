@@ -9,7 +9,8 @@
     ├── NotFound          404
     ├── Conflict          409         same batch id, different bytes
     ├── PayloadTooLarge   413
-    └── Unprocessable     422         decodes, but the content is invalid (schema, time window)
+    ├── Unprocessable     422         decodes, but the content is invalid (schema, time window)
+    └── TooManyRequests   429         the control helper's rate limit
 
 Protocol errors are translated once, in ``from_protocol_error``.
 """
@@ -56,6 +57,10 @@ class PayloadTooLarge(CollectorError):
 
 class Unprocessable(CollectorError):
     status, code = 422, "invalid"
+
+
+class TooManyRequests(CollectorError):
+    status, code = 429, "rate_limited"
 
 
 def from_protocol_error(exc: RemoteProtocolError) -> CollectorError:
