@@ -50,7 +50,9 @@ def network_failure(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return ssl_failure(exc)
     if isinstance(exc, ConnectionResetError):
-        return F.CONNECTION_RESET
+        # asyncio raises a bare ConnectionResetError (no errno) when the peer closes cleanly
+        # during the TLS handshake: that is an EOF, not a RST.
+        return F.CONNECTION_RESET if exc.errno else F.EOF_ERROR
     if isinstance(exc, OSError):
         mapped = _errno_failure(exc.errno)
         if mapped:

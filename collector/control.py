@@ -122,8 +122,8 @@ def _failure(exc: BaseException) -> str:
     errno = getattr(exc, "errno", None)
     if isinstance(exc, OSError | aiohttp.ClientOSError) and F.errno_failure(errno):
         return F.errno_failure(errno) or ""
-    if isinstance(exc, ConnectionResetError):
-        return F.CONNECTION_RESET
+    if isinstance(exc, ConnectionResetError):  # no errno: asyncio saw EOF mid-handshake
+        return F.CONNECTION_RESET if exc.errno else F.EOF_ERROR
     return F.unknown_failure(f"{type(exc).__name__}: {exc}")
 
 

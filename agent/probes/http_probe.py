@@ -111,9 +111,10 @@ def _failure_of(exc: BaseException) -> str:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, url: str, started: float, max_body: int = MAX_BODY_BYTES
+    session: aiohttp.ClientSession, url: str, started: float, max_body: int | None = None
 ) -> HttpFetch:
     """GET ``url`` following redirects hop by hop; failures become the result's failure string."""
+    cap = MAX_BODY_BYTES if max_body is None else max_body
     hops: list[HttpHop] = []
     seen_headers: list[tuple[str, str]] = []
     current = url
@@ -131,7 +132,7 @@ async def fetch(
                         raise ValueError(f"redirect to an unusable URL: {nxt[:80]!r}")
                     current = nxt
                     continue
-                body, truncated = await read_capped(response, max_body)
+                body, truncated = await read_capped(response, cap)
                 result = HttpResult(
                     url=current,
                     status=response.status,
