@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +67,13 @@ class Lab:
     def censor_answers(self, name: str, behaviour: str | list[str]) -> None:
         self.censor.zone.overrides[name] = behaviour
 
-    async def measure(
-        self, url: str, *, control: bool = True, **extra: object
-    ) -> Measurement:
+    async def measure(self, url: str, *, control: bool = True, **extra: object) -> Measurement:
         async with open_run(self.settings(control=control, **extra)) as run:
             return await measure_target(Target(url, "international"), AGENT_ID, NETWORK, run)
 
 
 @asynccontextmanager
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    from collector.server import start_collector
 
     ca = trustme.CA()
     ca_file = tmp_path / "lab-ca.pem"
@@ -120,9 +117,7 @@ def full_backlog(host: str, port: int) -> list[socket.socket]:
     for _ in range(4):
         client = socket.socket()
         client.setblocking(False)
-        try:
+        with suppress(BlockingIOError):
             client.connect((host, port))
-        except BlockingIOError:
-            pass
         held.append(client)
     return held

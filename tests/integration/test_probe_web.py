@@ -26,7 +26,9 @@ async def net(tmp_path: Path) -> AsyncIterator[Lab]:
         yield running
 
 
-def assert_verdict(m: Measurement, verdict: Verdict, blocking: Blocking | None, failure: str | None) -> None:
+def assert_verdict(
+    m: Measurement, verdict: Verdict, blocking: Blocking | None, failure: str | None
+) -> None:
     assert (m.verdict, m.blocking, m.failure) == (verdict, blocking, failure)
     again = classify_measurement(m)  # what the collector computes from the signed record
     assert (again.verdict, again.blocking, again.failure) == (verdict, blocking, failure)
@@ -41,11 +43,22 @@ async def test_clean_https_site_is_ok_with_every_step_recorded(net: Lab) -> None
     assert m.dns is not None and m.dns.answers == (TRUE_IP,)
     assert [q.rdtype for q in m.dns.queries] == ["A", "AAAA"]
     assert m.dns.queries[0].rcode == "NOERROR" and m.dns.queries[0].answers == ((TRUE_IP, 60),)
-    assert m.tls is not None and m.tls.failure is None and m.tls.version and m.tls.version.startswith("TLS")
+    assert (
+        m.tls is not None
+        and m.tls.failure is None
+        and m.tls.version
+        and m.tls.version.startswith("TLS")
+    )
     assert m.tls.server_name == SITE and m.tls.cert_sha256 and len(m.tls.cert_sha256) == 64
     assert m.http is not None and m.http.status == 200 and m.http.title == PAGE.title
-    assert "content-type" in m.http.header_names and dict(m.http.headers)["content-type"].startswith("text/html")
-    assert m.control is not None and m.control.http_status == 200 and m.control.http_title == PAGE.title
+    assert "content-type" in m.http.header_names and dict(m.http.headers)[
+        "content-type"
+    ].startswith("text/html")
+    assert (
+        m.control is not None
+        and m.control.http_status == 200
+        and m.control.http_title == PAGE.title
+    )
     assert dict(m.control.asns) == {TRUE_IP: 64496}
 
 
@@ -73,7 +86,10 @@ async def test_name_that_does_not_exist_anywhere_is_down(net: Lab) -> None:
         ("SERVFAIL", F.DNS_SERVFAIL),
         ("REFUSED", F.DNS_REFUSED),
         ("SILENT", F.GENERIC_TIMEOUT),
-        (["198.18.7.7"], F.DNS_BOGON),  # a benchmarking-range address: not routable for a public name
+        (
+            ["198.18.7.7"],
+            F.DNS_BOGON,
+        ),  # a benchmarking-range address: not routable for a public name
     ],
 )
 async def test_dns_tampering_is_dns_blocking(
@@ -208,13 +224,19 @@ async def test_different_page_is_http_diff(net: Lab) -> None:
     notice = Site("Access Restricted Notice", "Unavailable.", headers={"X-Filtered-By": "policy"})
     m = await _middlebox_page(net, notice)
     assert_verdict(m, Verdict.ANOMALY, Blocking.HTTP_DIFF, None)
-    assert m.http is not None and m.http.status == 200 and m.http.title == "Access Restricted Notice"
+    assert (
+        m.http is not None and m.http.status == 200 and m.http.title == "Access Restricted Notice"
+    )
 
 
 async def test_redirects_are_recorded_hop_by_hop(net: Lab) -> None:
     port = net.plain.port
-    net.plain.sites["start.test"] = Site("", status=302, headers={"Location": f"http://hop.test:{port}/two"})
-    net.plain.sites["hop.test"] = Site("", status=301, headers={"Location": f"http://{SITE}:{port}/"})
+    net.plain.sites["start.test"] = Site(
+        "", status=302, headers={"Location": f"http://hop.test:{port}/two"}
+    )
+    net.plain.sites["hop.test"] = Site(
+        "", status=301, headers={"Location": f"http://{SITE}:{port}/"}
+    )
     for name in ("start.test", "hop.test"):
         net.censor.zone.records[name] = [TRUE_IP]
         net.honest.zone.records[name] = [TRUE_IP]
