@@ -265,3 +265,15 @@ async def test_body_read_is_capped(net: Lab, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(http_probe, "MAX_BODY_BYTES", 100)
     m = await net.measure(net.plain.url(SITE), control=False)
     assert m.http is not None and m.http.body_length == 100 and m.http.body_truncated
+
+
+async def test_extra_resolvers_are_recorded_for_comparison(net: Lab) -> None:
+    from agent.probes.dns_probe import ResolverSpec
+
+    net.censor_answers(SITE, "NXDOMAIN")
+    honest = ResolverSpec.parse(f"tcp://{net.honest.address}")
+    m = await net.measure(net.plain.url(SITE), extra_resolvers=(honest,))
+    assert m.dns is not None and m.dns.failure == F.DNS_NXDOMAIN
+    assert [(d.resolver, d.answers, d.failure) for d in m.dns_extra] == [
+        (f"tcp://{net.honest.address}", (TRUE_IP,), None)
+    ]
