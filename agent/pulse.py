@@ -13,13 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from protocol import Measurement, NetworkContext, Target, TcpResult, new_uid, utc_now
-from protocol.classify import classify
+from protocol import Measurement, NetworkContext, Target, TcpResult, utc_now
 from protocol.messages import TEST_PULSE
 
 from .probes.dns_probe import measure_dns
 from .probes.tcp_probe import connect_once
-from .web_connectivity import Run
+from .web_connectivity import Run, record
 
 
 def pulse_port(target: Target) -> int:
@@ -42,18 +41,6 @@ async def measure_pulse(
     tcp: tuple[TcpResult, ...] = ()
     if dns.failure is None:
         tcp = (await connect_once(dns.answers[0], pulse_port(target), settings.timeout),)
-    verdict = classify(dns=dns, tcp=tcp)
-    return Measurement(
-        uid=new_uid(),
-        agent_id=agent_id,
-        measured_at=measured_at,
-        runtime=time.monotonic() - started,
-        network=network,
-        target=target,
-        verdict=verdict.verdict,
-        blocking=verdict.blocking,
-        failure=verdict.failure,
-        dns=dns,
-        tcp=tcp,
-        test=TEST_PULSE,
+    return record(
+        target, agent_id, network, measured_at, started, dns=dns, tcp=tcp, test=TEST_PULSE
     )

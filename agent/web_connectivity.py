@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -166,7 +167,38 @@ async def measure_target(
         hits += http_hits
     control = await control_task if control_task is not None else None
     hits = hits[:MAX_FINGERPRINT_HITS]
-    verdict = classify(dns=dns, tcp=tcp, tls=tls, http=http, control=control, fingerprints=hits)
+    return record(
+        target,
+        agent_id,
+        network,
+        measured_at,
+        started,
+        dns=dns,
+        tcp=tcp,
+        http=http,
+        tls=tls,
+        control=control,
+        dns_extra=tuple(extra),
+        fingerprints=tuple(hits),
+    )
+
+
+def record(
+    target: Target,
+    agent_id: str,
+    network: NetworkContext,
+    measured_at: datetime,
+    started: float,
+    **steps: Any,
+) -> Measurement:
+    """The signed record of one test: its steps, and the verdict ``classify`` draws from them."""
+    verdict = classify(
+        **{
+            key: steps[key]
+            for key in ("dns", "tcp", "tls", "http", "control", "fingerprints")
+            if key in steps
+        }
+    )
     return Measurement(
         uid=new_uid(),
         agent_id=agent_id,
@@ -177,13 +209,7 @@ async def measure_target(
         verdict=verdict.verdict,
         blocking=verdict.blocking,
         failure=verdict.failure,
-        dns=dns,
-        tcp=tcp,
-        http=http,
-        tls=tls,
-        control=control,
-        dns_extra=tuple(extra),
-        fingerprints=tuple(hits),
+        **steps,
     )
 
 
