@@ -78,15 +78,17 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import CollectorConfig
-    from .control import ControlSettings, parse_resolver
+    from .control import ControlSettings, mmdb_asn_lookup, parse_resolver
     from .server import serve_forever
 
-    if args.control_resolver:
-        try:
+    try:
+        if args.control_resolver:
             parse_resolver(args.control_resolver)
-        except ValueError as exc:
-            print(f"vantage: error: {exc}", file=sys.stderr)
-            return 2
+        if args.mmdb:
+            mmdb_asn_lookup(args.mmdb)  # fail now, not on the first control request
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"vantage: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     control = ControlSettings(
         enabled=not args.no_control,
