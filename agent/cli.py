@@ -14,6 +14,7 @@ EXAMPLES = """examples:
       --asn 44244 --carrier Irancell --network-type mobile
   vantage agent once --targets lists/ir.csv          measure, spool, upload, print a table
   vantage agent once --targets lists/ir.csv --json   the same, as JSON for scripts
+  vantage agent pulse --anchors anchors.csv          one connectivity pulse (DNS + TCP/443)
   vantage agent upload                               retry uploading what is still spooled
   vantage agent fetch-list                           fetch and verify the operator-signed test lists
   vantage agent once --list                          measure the verified lists aimed at this agent
@@ -57,6 +58,21 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--network-type", default="unknown", choices=["mobile", "wifi", "wired", "unknown"]
     )
     init.add_argument("--resolver", default="system", help="'system' or an address[:port]")
+    init.add_argument(
+        "--extra-resolver",
+        action="append",
+        default=[],
+        help="also ask this resolver, to compare (udp://, tcp:// or https:// DoH); repeatable",
+    )
+    init.add_argument(
+        "--routable-prefix",
+        action="append",
+        default=[],
+        help="treat DNS answers in this prefix as routable, not bogons (labs only); repeatable",
+    )
+    init.add_argument(
+        "--no-control", action="store_true", help="do not ask the collector's control helper"
+    )
     init.add_argument("--ca-file", help="extra CA bundle to trust for HTTPS targets")
     init.add_argument("--key-file", type=Path, help="where to write the key (mode 0600)")
     init.add_argument("--spool-dir", type=Path, help="where to keep unsent results")
@@ -112,6 +128,22 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     common(fetch)
     fetch.set_defaults(handler=cmd_fetch_list)
 
+    pulse = commands.add_parser(
+        "pulse",
+        help="one connectivity pulse: a DNS query and a TCP connect per anchor",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(pulse)
+    pulse.add_argument(
+        "--anchors",
+        type=Path,
+        required=True,
+        help="CSV like a target list (url, scope): a few domestic and international anchors",
+    )
+    pulse.add_argument("--no-upload", action="store_true", help="measure and spool only")
+    pulse.set_defaults(handler=cmd_pulse)
+
     upload = commands.add_parser("upload", help="upload what is in the spool")
     common(upload)
     upload.set_defaults(handler=cmd_upload)
@@ -145,6 +177,7 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None
 
 def cmd_init(args: argparse.Namespace) -> int:
     from protocol import LocalProtocolError, NetworkContext
+    from protocol.bogons import parse_prefixes
 
     from .config import AgentConfig, check_collector_url, write_config
     from .errors import ConfigError
@@ -164,17 +197,26 @@ def cmd_init(args: argparse.Namespace) -> int:
             args.country.upper(), args.region, args.asn, args.carrier, args.network_type
         )
         resolver = ResolverSpec.parse(args.resolver)
+        extra = tuple(ResolverSpec.parse(text) for text in args.extra_resolver)
+        parse_prefixes(args.routable_prefix)
     except (LocalProtocolError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     operator_keys = tuple(_operator_key(text) for text in args.operator_key)
+    collector_url = check_collector_url(args.collector)
     config = AgentConfig(
         path=path,
         operator_keys=operator_keys,
-        collector_url=check_collector_url(args.collector),
+        collector_url=collector_url,
         key_file=Path(key_file).absolute(),
         spool_dir=Path(spool_dir).absolute(),
         network=network,
-        probe=ProbeSettings(resolver=resolver, ca_file=args.ca_file),
+        probe=ProbeSettings(
+            resolver=resolver,
+            ca_file=args.ca_file,
+            extra_resolvers=extra,
+            routable_prefixes=tuple(args.routable_prefix),
+            control_url=None if args.no_control else collector_url,
+        ),
     )
     key = create_key(config.key_file)
     write_config(config)
@@ -220,17 +262,32 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    from .targets import load_targets
+    from .web_connectivity import measure_target
+
+    targets = load_targets(args.targets) if args.targets else None
+    return _measure_and_upload(args, targets, measure_target)
+
+
+def cmd_pulse(args: argparse.Namespace) -> int:
+    from .pulse import measure_pulse
+    from .targets import load_targets
+
+    return _measure_and_upload(args, load_targets(args.anchors), measure_pulse)
+
+
+def _measure_and_upload(args: argparse.Namespace, targets: list[Any] | None, measure: Any) -> int:
     from .config import load_config
     from .keyfile import load_key
     from .spool import Spool
     from .summary import measurement_table
-    from .targets import load_targets
     from .uploader import drain
     from .web_connectivity import measure_targets
 
     config = load_config(_config_path(args))
     key = load_key(config.key_file)
-    targets = load_targets(args.targets) if args.targets else _list_targets(args, config, key)
+    if targets is None:  # --list: the verified test lists for this agent's context
+        targets = _list_targets(args, config, key)
     spool = Spool(config.spool_dir)
     done = 0
 
@@ -245,7 +302,7 @@ def cmd_once(args: argparse.Namespace) -> int:
             )
 
     results = asyncio.run(
-        measure_targets(targets, key.agent_id, config.network, config.probe, on_result)
+        measure_targets(targets, key.agent_id, config.network, config.probe, on_result, measure)
     )
     report = None
     if not args.no_upload:

@@ -12,7 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol import LocalProtocolError, NetworkContext, RemoteProtocolError
+from protocol.bogons import parse_prefixes
 from protocol.keyset import format_public_key, min_threshold, parse_public_key
+from protocol.messages import MAX_EXTRA_RESOLVERS
 
 from .errors import ConfigError
 from .probes.dns_probe import ResolverSpec
@@ -80,26 +82,43 @@ def load_config(path: Path) -> AgentConfig:
         )
     except LocalProtocolError as exc:
         raise ConfigError(f"{where} [network]: {exc}") from exc
+    collector_url = check_collector_url(_get(data, "collector_url", str, where))
     try:
         resolver = ResolverSpec.parse(str(probe.get("resolver", "system")))
+        extra = tuple(
+            ResolverSpec.parse(str(item))
+            for item in _list_of_str(probe, "extra_resolvers", where)[:MAX_EXTRA_RESOLVERS]
+        )
+        routable = tuple(_list_of_str(probe, "routable_prefixes", where))
+        parse_prefixes(routable)
     except ValueError as exc:
         raise ConfigError(f"{where} [probe]: {exc}") from exc
+    use_control = probe.get("control", True)
+    if not isinstance(use_control, bool):
+        raise ConfigError(f"{where} [probe]: control must be true or false")
+    control_url = probe.get("control_url", collector_url)
+    if not isinstance(control_url, str):
+        raise ConfigError(f"{where} [probe]: control_url must be a URL")
     timeout = probe.get("timeout", 5.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:
         raise ConfigError(f"{where} [probe]: timeout must be a number of seconds in (0, 120]")
+    base = path.parent
     settings = ProbeSettings(
         resolver=resolver,
         timeout=float(timeout),
         max_endpoints=_int_in(probe, "max_endpoints", 4, 1, 16, where),
         ca_file=str(probe["ca_file"]) if probe.get("ca_file") else None,
         concurrency=_int_in(probe, "concurrency", 8, 1, 64, where),
+        extra_resolvers=extra,
+        routable_prefixes=routable,
+        control_url=check_collector_url(control_url) if use_control else None,
+        fingerprints_file=str(base / probe["fingerprints"]) if probe.get("fingerprints") else None,
     )
-    base = path.parent
     operator_keys, operator_threshold = _operator_trust(data, where)
     return AgentConfig(
         collector_key=_collector_key(data.get("collector_key"), where),
         path=path,
-        collector_url=check_collector_url(_get(data, "collector_url", str, where)),
+        collector_url=collector_url,
         key_file=base / _get(data, "key_file", str, where),
         spool_dir=base / _get(data, "spool_dir", str, where),
         network=network,
@@ -142,6 +161,13 @@ def _collector_key(value: object, where: str) -> bytes | None:
             f"{where}: collector_key must be the base64 public key from GET /api/v1/collector-key"
         )
     return raw
+
+
+def _list_of_str(table: dict[str, Any], key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where} [probe]: {key} must be a list of strings")
+    return value
 
 
 def _int_in(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -192,7 +218,22 @@ def render_config(config: AgentConfig) -> str:
     if config.collector_key:
         key = base64.b64encode(config.collector_key).decode()
         lines.insert(5, f"collector_key = {_toml_str(key)}  # receipts must be signed by this key")
+
+    if p.extra_resolvers:
+        lines.append(f"extra_resolvers = {_toml_list([s.label for s in p.extra_resolvers])}")
+    lines.append("# Prefixes whose DNS answers are not bogons: labs and research networks only.")
+    lines.append(f"routable_prefixes = {_toml_list(list(p.routable_prefixes))}")
+    if p.control_url is None:
+        lines.append("control = false  # measure without the collector's control helper")
+    elif p.control_url != config.collector_url:
+        lines.append(f"control_url = {_toml_str(p.control_url)}")
+    if p.fingerprints_file:
+        lines.append(f"fingerprints = {_toml_str(p.fingerprints_file)}  # OONI-format CSV")
     return "\n".join(lines) + "\n"
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(_toml_str(value) for value in values) + "]"
 
 
 def write_config(config: AgentConfig) -> None:

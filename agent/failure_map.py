@@ -7,7 +7,6 @@ The table follows METHODOLOGY.md ("Mapping Python errors to failure strings"). A
 from __future__ import annotations
 
 import asyncio
-import errno
 import ssl
 
 import aiohttp
@@ -16,36 +15,16 @@ import dns.resolver
 
 from protocol import failures as F
 
-ERRNO_FAILURES = {
-    errno.ECONNREFUSED: F.CONNECTION_REFUSED,
-    errno.ECONNRESET: F.CONNECTION_RESET,
-    errno.ECONNABORTED: F.CONNECTION_ABORTED,
-    errno.ETIMEDOUT: F.GENERIC_TIMEOUT,
-    errno.EHOSTUNREACH: F.HOST_UNREACHABLE,
-    errno.ENETUNREACH: F.NETWORK_UNREACHABLE,
-    errno.EPIPE: F.CONNECTION_RESET,
-}
-
-# OpenSSL X509_V_ERR_* codes carried by ssl.SSLCertVerificationError.verify_code
-_HOSTNAME_MISMATCH = 62
-_UNKNOWN_AUTHORITY = {18, 19, 20, 21}
-
 
 def ssl_failure(exc: ssl.SSLError) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", None)
-        if code == _HOSTNAME_MISMATCH:
-            return F.SSL_INVALID_HOSTNAME
-        if code in _UNKNOWN_AUTHORITY:
-            return F.SSL_UNKNOWN_AUTHORITY
-        return F.SSL_INVALID_CERTIFICATE
+        return F.cert_failure(getattr(exc, "verify_code", None))
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
         return F.EOF_ERROR
     return F.SSL_FAILED_HANDSHAKE
 
 
-def _errno_failure(err: int | None) -> str | None:
-    return ERRNO_FAILURES.get(err) if err is not None else None
+_errno_failure = F.errno_failure
 
 
 def network_failure(exc: BaseException) -> str:
@@ -71,7 +50,9 @@ def network_failure(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return ssl_failure(exc)
     if isinstance(exc, ConnectionResetError):
-        return F.CONNECTION_RESET
+        # asyncio raises a bare ConnectionResetError (no errno) when the peer closes cleanly
+        # during the TLS handshake: that is an EOF, not a RST.
+        return F.CONNECTION_RESET if exc.errno else F.EOF_ERROR
     if isinstance(exc, OSError):
         mapped = _errno_failure(exc.errno)
         if mapped:
@@ -103,6 +84,8 @@ def dns_failure(exc: BaseException) -> str:
         return F.unknown_failure("no DNS resolver is configured on this system")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return F.GENERIC_TIMEOUT
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError | aiohttp.ClientError):
         return network_failure(exc)
+    if isinstance(exc, dns.exception.DNSException):  # malformed or mismatched response
+        return F.DNS_SERVER_MISBEHAVING
     return F.unknown_failure(f"{type(exc).__name__}: {exc}")

@@ -33,10 +33,12 @@ from protocol import (
 from . import __version__
 from .aggregate import parse_aggregate_query
 from .backends import open_storage, parse_storage_url
+from .control import ControlHelper, ControlSettings, parse_control_request
 from .errors import (
     BadRequest,
     CollectorError,
     Forbidden,
+    NotFound,
     PayloadTooLarge,
     TooManyRequests,
     from_protocol_error,
@@ -73,6 +75,7 @@ class CollectorConfig:
     agent_rate: Rate = DEFAULT_AGENT_RATE
     address_rate: Rate = DEFAULT_ADDRESS_RATE
     migrate: bool | None = None  # None: the backend's default (SQLite yes, PostgreSQL no)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
     @property
     def resolved_key_path(self) -> Path:
@@ -97,6 +100,7 @@ METRICS = web.AppKey("metrics", Metrics)
 COLLECTOR_KEY = web.AppKey("collector_key", SigningKey)
 LIMITS = web.AppKey("limits", Limits)
 ERROR_CODE = web.ResponseKey("error_code", str)
+CONTROL = web.AppKey("control", ControlHelper)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -189,6 +193,7 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/testlists",
                 "POST /api/v1/keysets",
                 "GET /api/v1/collector-key",
+                "POST /api/v1/control",
                 "GET /healthz",
                 "GET /metrics",
             ],
@@ -279,6 +284,22 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def control(request: web.Request) -> web.Response:
+    """Measure a URL from here, for an agent's verdict (collector/control.py)."""
+    if not request.app[CONFIG].control.enabled:
+        raise NotFound("this collector runs no control helper", code="control_disabled")
+    body = await read_body(request, 8 * 1024)
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"control request is not JSON: {exc}", code="undecodable") from exc
+    url, addrs = parse_control_request(document)
+    result, cached = await request.app[CONTROL].control(url, addrs)
+    response = web.json_response(result.to_wire())
+    response.headers["X-Vantage-Control-Cache"] = "hit" if cached else "miss"
+    return response
+
+
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -307,7 +328,11 @@ async def aggregate(request: web.Request) -> web.Response:
     )
 
 
-def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
+def create_app(
+    config: CollectorConfig,
+    storage: Storage | None = None,
+    control_helper: ControlHelper | None = None,
+) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[metrics_middleware, error_middleware, address_limit_middleware],
@@ -319,6 +344,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[METRICS] = Metrics()
     app[COLLECTOR_KEY] = load_or_create_key(config.resolved_key_path)
     app[LIMITS] = Limits(RateLimiter(config.agent_rate), AddressLimiter(config.address_rate))
+    app[CONTROL] = control_helper or ControlHelper(config.control)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await app[STORAGE].open()
@@ -336,6 +362,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     add_testlist_routes(app)
     app.router.add_get("/api/v1/collector-key", collector_key)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/v1/control", control)
     return app
 
 

@@ -82,6 +82,19 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="writes per second per client address, burst 5x (0: no limit, e.g. behind a proxy)",
     )
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument(
+        "--no-control", action="store_true", help="do not offer POST /api/v1/control"
+    )
+    serve.add_argument(
+        "--control-lab",
+        action="store_true",
+        help="let the control helper measure private and loopback targets (labs only)",
+    )
+    serve.add_argument(
+        "--control-resolver", help="DNS server address[:port] for the control helper"
+    )
+    serve.add_argument("--control-ca-file", help="extra CA bundle the control helper trusts")
+    serve.add_argument("--mmdb", help="ASN database (MMDB) for the control helper's answers")
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser(
@@ -126,6 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app import CollectorConfig
     from .backends import StorageUrlError, parse_storage_url
+    from .control import ControlSettings, mmdb_asn_lookup, parse_resolver
     from .ingest import IngestPolicy
     from .logs import configure_logging
     from .migrations import SchemaMismatch
@@ -133,6 +147,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
     from .storage import StorageUnavailable
 
+    try:
+        if args.control_resolver:
+            parse_resolver(args.control_resolver)
+        if args.mmdb:
+            mmdb_asn_lookup(args.mmdb)  # fail now, not on the first control request
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"vantage: error: {exc}", file=sys.stderr)
+        return 2
+    control = ControlSettings(
+        enabled=not args.no_control,
+        lab=args.control_lab,
+        resolver=args.control_resolver,
+        ca_file=args.control_ca_file,
+        mmdb=args.mmdb,
+    )
     configure_logging(args.log_format)
     try:
         url = parse_storage_url(args.db)
@@ -160,6 +189,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         agent_rate=Rate(args.rate_per_agent, max(1, int(args.rate_per_agent * 6))),
         address_rate=Rate(args.rate_per_address, max(1, int(args.rate_per_address * 5))),
         migrate=True if args.migrate else None,
+        control=control,
     )
 
     def announce(address: str) -> None:

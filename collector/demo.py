@@ -23,6 +23,7 @@ import aiohttp
 from protocol.tables import render_table
 
 from .app import CollectorConfig
+from .control import ControlSettings
 from .labnet import LabDns, LabWeb, Site, Zone
 from .server import start_collector
 
@@ -135,7 +136,12 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
     web = await LabWeb(web_sites).start()
     honest = await LabDns(Zone(records)).start()
     censoring = await LabDns(Zone(records, {**CENSOR})).start()
-    collector = await start_collector(CollectorConfig(db_path=root / "collector.db"))
+    # The control helper measures from "outside" the censored network: the honest resolver, and
+    # loopback targets allowed because this whole internet lives on 127.0.0.1.
+    control = ControlSettings(lab=True, resolver=None if internet else honest.address)
+    collector = await start_collector(
+        CollectorConfig(db_path=root / "collector.db", control=control)
+    )
     try:
         say(f"collector    {collector.url}  (SQLite: {root / 'collector.db'})")
         say(f"web sites    127.0.0.1:{web.port}  domestic: {', '.join(DOMESTIC)}")
@@ -172,6 +178,9 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
                     agent.network_type,
                     "--resolver",
                     resolver,
+                    # The simulated web lives on loopback, a bogon range for real agents.
+                    "--routable-prefix",
+                    "127.0.0.0/8",
                 )
                 if code != 0:
                     return agent, code, "", err

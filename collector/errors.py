@@ -10,7 +10,7 @@
     ├── Conflict          409         same batch id, different bytes
     ├── PayloadTooLarge   413
     ├── Unprocessable     422         decodes, but the content is invalid (schema, time window)
-    └── TooManyRequests   429         over a per-agent or per-address rate (with Retry-After)
+    └── TooManyRequests   429         over a rate limit: per agent, per address, or the control helper (Retry-After)
 
 Protocol errors are translated once, in ``from_protocol_error``.
 """
@@ -62,8 +62,8 @@ class Unprocessable(CollectorError):
 class TooManyRequests(CollectorError):
     status, code = 429, "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: str = "1", code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

@@ -6,6 +6,7 @@ OONI-compatible (df-007) so results can be compared with OONI's. A measurement c
 
 from __future__ import annotations
 
+import errno
 from typing import Final
 
 DNS_NXDOMAIN: Final = "dns_nxdomain_error"
@@ -66,3 +67,48 @@ def is_failure_string(value: str) -> bool:
         rest = value[len(UNKNOWN_PREFIX) :]
         return 0 < len(rest) <= UNKNOWN_TEXT_MAX and all(ord(ch) >= 0x20 for ch in rest)
     return False
+
+
+#: errno of an ``OSError`` (also inside aiohttp's wrappers) to failure string (METHODOLOGY.md).
+ERRNO_FAILURES: Final[dict[int, str]] = {
+    errno.ECONNREFUSED: CONNECTION_REFUSED,
+    errno.ECONNRESET: CONNECTION_RESET,
+    errno.ECONNABORTED: CONNECTION_ABORTED,
+    errno.ETIMEDOUT: GENERIC_TIMEOUT,
+    errno.EHOSTUNREACH: HOST_UNREACHABLE,
+    errno.ENETUNREACH: NETWORK_UNREACHABLE,
+    errno.EPIPE: CONNECTION_RESET,
+}
+
+# OpenSSL X509_V_ERR_* codes carried by ssl.SSLCertVerificationError.verify_code
+_HOSTNAME_MISMATCH: Final = 62
+_UNKNOWN_AUTHORITY: Final = frozenset({18, 19, 20, 21})
+
+
+def errno_failure(err: int | None) -> str | None:
+    """The failure string for an errno, or None when the table has no row for it."""
+    return ERRNO_FAILURES.get(err) if err is not None else None
+
+
+def cert_failure(verify_code: int | None) -> str:
+    """The failure string for a certificate that did not verify (OpenSSL's verify code)."""
+    if verify_code == _HOSTNAME_MISMATCH:
+        return SSL_INVALID_HOSTNAME
+    if verify_code in _UNKNOWN_AUTHORITY:
+        return SSL_UNKNOWN_AUTHORITY
+    return SSL_INVALID_CERTIFICATE
+
+
+#: DNS response codes (their text form) that mean the resolver refused or failed to answer.
+RCODE_FAILURES: Final[dict[str, str]] = {
+    "NXDOMAIN": DNS_NXDOMAIN,
+    "REFUSED": DNS_REFUSED,
+    "SERVFAIL": DNS_SERVFAIL,
+}
+
+
+def rcode_failure(rcode: str) -> str | None:
+    """None for NOERROR; the failure string for any other response code."""
+    if rcode == "NOERROR":
+        return None
+    return RCODE_FAILURES.get(rcode, DNS_SERVER_MISBEHAVING)

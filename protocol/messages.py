@@ -3,8 +3,11 @@
 An invalid message cannot exist: every constructor validates and raises ``LocalProtocolError``
 (building one is *producing* it). ``from_wire`` turns a decoded map from a peer into a message and
 re-raises the same problems as ``SchemaError`` (the peer's fault). The envelope (uid, agent, time,
-runtime, network context, target) is kept apart from the per-test keys (``dns``, ``tcp``, ``http``),
-as in OONI's data format.
+runtime, network context, target) is kept apart from the per-test keys (``dns``, ``tcp``, ``tls``,
+``http``, ``control``), as in OONI's data format.
+
+Fields added after the first release (``queries``, ``tls``, ``control``, redirects and headers, ...)
+may be absent on the wire, so older agents' measurements still decode; ``to_wire`` always writes them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .errors import LocalProtocolError, SchemaError
 from .failures import is_failure_string
+from .fingerprints import Hit
 from .signing import AGENT_ID_LEN
 from .timefmt import format_time, parse_time
 from .verdicts import Blocking, NetworkType, Scope, Verdict
@@ -29,9 +33,15 @@ MAX_TCP_ENDPOINTS: Final = 16
 MAX_DNS_ANSWERS: Final = 32
 MAX_URL_LEN: Final = 2048
 MAX_TEXT_LEN: Final = 256
+MAX_REDIRECTS: Final = 10
+MAX_HEADERS: Final = 32
+MAX_HEADER_NAMES: Final = 48
+MAX_EXTRA_RESOLVERS: Final = 4
+MAX_FINGERPRINT_HITS: Final = 8
 
 TEST_WEB: Final = "web_connectivity"
-KNOWN_TESTS: Final = frozenset({TEST_WEB})
+TEST_PULSE: Final = "pulse"  # one DNS query + one TCP connect per anchor: for shutdown detection
+KNOWN_TESTS: Final = frozenset({TEST_WEB, TEST_PULSE})
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -117,6 +127,33 @@ def _no_extra_keys(wire: Mapping[str, Any], allowed: frozenset[str], where: str)
     extra = set(wire) - allowed
     if extra:
         raise LocalProtocolError(f"{where} has unknown fields: {', '.join(sorted(extra))}")
+
+
+def _opt(wire: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A field added after the first release: absent means its default."""
+    return wire.get(key, default)
+
+
+def _check_optional_text(name: str, value: object, max_len: int = MAX_TEXT_LEN) -> None:
+    if value is not None:
+        _check_text(name, value, max_len)
+
+
+def _check_ip(name: str, value: object) -> None:
+    _check_text(name, value, 45, empty=False)
+    assert isinstance(value, str)
+    if not _IP_ISH.match(value):
+        _fail(f"{name} is not an address: {value!r}")
+
+
+def _check_header_name(name: str, value: object) -> None:
+    _check_text(name, value, 64, empty=False)
+    assert isinstance(value, str)
+    if value != value.lower() or not _HEADER_NAME.match(value):
+        _fail(f"{name} must be a lowercase header name: {value!r}")
+
+
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 def from_peer(build: Callable[[], T]) -> T:
@@ -242,23 +279,84 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
-class DnsResult:
-    resolver: str  # "system" or the address asked ("198.18.0.53:53")
-    answers: tuple[str, ...]  # A and AAAA addresses, in answer order
+class DnsQuery:
+    """One question (A or AAAA) and what came back: the response code, addresses with TTLs."""
+
+    rdtype: str  # "A" | "AAAA"
+    rcode: str | None  # "NOERROR", "NXDOMAIN", ...; None when no response arrived
+    answers: tuple[tuple[str, int], ...]  # (address, TTL in seconds)
     failure: str | None
     runtime: float
 
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"type", "rcode", "answers", "failure", "runtime"})
+
     def __post_init__(self) -> None:
-        _check_text("dns.resolver", self.resolver, 64, empty=False)
+        if self.rdtype not in ("A", "AAAA"):
+            _fail(f"dns.queries[].type must be A or AAAA, got {self.rdtype!r}")
+        if self.rcode is not None:
+            _check_text("dns.queries[].rcode", self.rcode, 16, empty=False)
+        pairs = []
+        for item in _as_list(self.answers, "dns.queries[].answers", MAX_DNS_ANSWERS):
+            if not isinstance(item, list | tuple) or len(item) != 2:
+                _fail("dns.queries[].answers[] must be (address, ttl)")
+            _check_ip("dns.queries[].answers[].ip", item[0])
+            _check_int("dns.queries[].answers[].ttl", item[1], 0, 2**31 - 1)
+            pairs.append((item[0], item[1]))
+        object.__setattr__(self, "answers", tuple(pairs))
+        _check_failure("dns.queries[].failure", self.failure)
+        _check_seconds("dns.queries[].runtime", self.runtime)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": self.rdtype,
+            "rcode": self.rcode,
+            "answers": [{"ip": ip, "ttl": ttl} for ip, ttl in self.answers],
+            "failure": self.failure,
+            "runtime": float(self.runtime),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object) -> DnsQuery:
+        m = _as_map(wire, "dns.queries[]")
+        _no_extra_keys(m, cls._KEYS, "dns.queries[]")
+        answers = []
+        for item in _as_list(_field(m, "answers", "dns.queries[]"), "answers", MAX_DNS_ANSWERS):
+            a = _as_map(item, "dns.queries[].answers[]")
+            _no_extra_keys(a, frozenset({"ip", "ttl"}), "dns.queries[].answers[]")
+            answers.append((_field(a, "ip", "answers[]"), _field(a, "ttl", "answers[]")))
+        return cls(
+            _field(m, "type", "dns.queries[]"),
+            _field(m, "rcode", "dns.queries[]"),
+            tuple(answers),
+            _field(m, "failure", "dns.queries[]"),
+            _field(m, "runtime", "dns.queries[]"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResult:
+    resolver: str  # "system", or the resolver asked ("198.18.0.53:53", "tcp://...", "https://...")
+    answers: tuple[str, ...]  # A and AAAA addresses, in answer order (also when they are bogons)
+    failure: str | None
+    runtime: float
+    queries: tuple[DnsQuery, ...] = ()  # per question: rcode, TTLs, timing
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"resolver", "answers", "failure", "runtime", "queries"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_text("dns.resolver", self.resolver, 128, empty=False)
         object.__setattr__(
             self, "answers", tuple(_as_list(self.answers, "dns.answers", MAX_DNS_ANSWERS))
         )
         for answer in self.answers:
-            _check_text("dns.answers[]", answer, 45, empty=False)
-            if not _IP_ISH.match(answer):
-                _fail(f"dns.answers has a non-address: {answer!r}")
+            _check_ip("dns.answers[]", answer)
         _check_failure("dns.failure", self.failure)
         _check_seconds("dns.runtime", self.runtime)
+        object.__setattr__(self, "queries", tuple(_as_list(self.queries, "dns.queries", 4)))
+        if not all(isinstance(q, DnsQuery) for q in self.queries):
+            _fail("dns.queries must hold DnsQuery objects")
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -266,17 +364,21 @@ class DnsResult:
             "answers": list(self.answers),
             "failure": self.failure,
             "runtime": float(self.runtime),
+            "queries": [q.to_wire() for q in self.queries],
         }
 
     @classmethod
     def from_wire(cls, wire: object) -> DnsResult:
         m = _as_map(wire, "dns")
-        _no_extra_keys(m, frozenset({"resolver", "answers", "failure", "runtime"}), "dns")
+        _no_extra_keys(m, cls._KEYS, "dns")
         return cls(
             _field(m, "resolver", "dns"),
             tuple(_as_list(_field(m, "answers", "dns"), "dns.answers", MAX_DNS_ANSWERS)),
             _field(m, "failure", "dns"),
             _field(m, "runtime", "dns"),
+            tuple(
+                DnsQuery.from_wire(q) for q in _as_list(_opt(m, "queries", []), "dns.queries", 4)
+            ),
         )
 
 
@@ -315,14 +417,120 @@ class TcpResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsResult:
+    """The TLS handshake (SNI = the target's host) on one endpoint whose TCP connect worked."""
+
+    ip: str
+    port: int
+    server_name: str
+    version: str | None  # "TLSv1.3", ...
+    cipher: str | None
+    cert_sha256: str | None  # of the leaf certificate, when the handshake verified it
+    failure: str | None
+    runtime: float
+
+    _KEYS: ClassVar[tuple[str, ...]] = (
+        "ip",
+        "port",
+        "server_name",
+        "version",
+        "cipher",
+        "cert_sha256",
+        "failure",
+        "runtime",
+    )
+
+    def __post_init__(self) -> None:
+        _check_ip("tls.ip", self.ip)
+        _check_int("tls.port", self.port, 1, 65535)
+        _check_host("tls.server_name", self.server_name)
+        _check_optional_text("tls.version", self.version, 32)
+        _check_optional_text("tls.cipher", self.cipher, 128)
+        if self.cert_sha256 is not None and not _SHA256.match(str(self.cert_sha256)):
+            _fail("tls.cert_sha256 must be 64 lowercase hex characters")
+        _check_failure("tls.failure", self.failure)
+        _check_seconds("tls.runtime", self.runtime)
+        if self.failure is None and self.version is None:
+            _fail("tls.version is required when tls.failure is empty")
+
+    @property
+    def success(self) -> bool:
+        return self.failure is None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {key: getattr(self, key) for key in self._KEYS}
+        wire["runtime"] = float(self.runtime)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: object) -> TlsResult:
+        m = _as_map(wire, "tls")
+        _no_extra_keys(m, frozenset(cls._KEYS), "tls")
+        return cls(*(_field(m, key, "tls") for key in cls._KEYS))
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpHop:
+    """One redirect on the way: the URL asked, the status it answered, where it pointed."""
+
+    url: str
+    status: int
+    location: str
+
+    def __post_init__(self) -> None:
+        _check_text("http.redirects[].url", self.url, MAX_URL_LEN, empty=False)
+        _check_int("http.redirects[].status", self.status, 300, 399)
+        _check_text("http.redirects[].location", self.location, MAX_URL_LEN)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"url": self.url, "status": self.status, "location": self.location}
+
+    @classmethod
+    def from_wire(cls, wire: object) -> HttpHop:
+        m = _as_map(wire, "http.redirects[]")
+        _no_extra_keys(m, frozenset({"url", "status", "location"}), "http.redirects[]")
+        return cls(*(_field(m, key, "http.redirects[]") for key in ("url", "status", "location")))
+
+
+def _check_headers(name: str, value: object) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else _as_list(value, name, MAX_HEADERS)
+    pairs = []
+    for item in items:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            _fail(f"{name} must be (name, value) pairs")
+        _check_header_name(f"{name} name", item[0])
+        _check_text(f"{name}[{item[0]}]", item[1], MAX_TEXT_LEN)
+        pairs.append((item[0], item[1]))
+    if len(pairs) > MAX_HEADERS:
+        _fail(f"{name} has more than {MAX_HEADERS} entries")
+    if len({key for key, _ in pairs}) != len(pairs):
+        _fail(f"{name} repeats a header name")
+    return tuple(sorted(pairs))
+
+
+def _check_header_names(name: str, value: object) -> tuple[str, ...]:
+    names = _as_list(value, name, MAX_HEADER_NAMES)
+    for item in names:
+        _check_header_name(f"{name}[]", item)
+    return tuple(sorted(set(names)))
+
+
+@dataclass(frozen=True, slots=True)
 class HttpResult:
     url: str  # the URL finally fetched (after redirects)
     status: int | None
-    body_length: int | None
+    body_length: int | None  # bytes read (at most the agent's cap: see body_truncated)
     body_sha256: str | None
     title: str | None
     failure: str | None
     runtime: float
+    redirects: tuple[HttpHop, ...] = ()  # hop by hop, before the final response
+    headers: tuple[tuple[str, str], ...] = ()  # selected headers of the final response
+    header_names: tuple[str, ...] = ()  # every header name of the final response (lowercase)
+    body_truncated: bool = False
 
     def __post_init__(self) -> None:
         _check_text("http.url", self.url, MAX_URL_LEN, empty=False)
@@ -330,7 +538,7 @@ class HttpResult:
             _check_int("http.status", self.status, 100, 599)
         if self.body_length is not None:
             _check_int("http.body_length", self.body_length, 0, 2**40)
-        if self.body_sha256 is not None and not re.match(r"^[0-9a-f]{64}$", str(self.body_sha256)):
+        if self.body_sha256 is not None and not _SHA256.match(str(self.body_sha256)):
             _fail("http.body_sha256 must be 64 lowercase hex characters")
         if self.title is not None:
             _check_text("http.title", self.title, MAX_TEXT_LEN)
@@ -338,6 +546,16 @@ class HttpResult:
         _check_seconds("http.runtime", self.runtime)
         if self.failure is None and self.status is None:
             _fail("http.status is required when http.failure is empty")
+        hops = tuple(_as_list(self.redirects, "http.redirects", MAX_REDIRECTS))
+        if not all(isinstance(hop, HttpHop) for hop in hops):
+            _fail("http.redirects must hold HttpHop objects")
+        object.__setattr__(self, "redirects", hops)
+        object.__setattr__(self, "headers", _check_headers("http.headers", self.headers))
+        object.__setattr__(
+            self, "header_names", _check_header_names("http.header_names", self.header_names)
+        )
+        if type(cast(object, self.body_truncated)) is not bool:
+            _fail("http.body_truncated must be true or false")
 
     _KEYS: ClassVar[tuple[str, ...]] = (
         "url",
@@ -348,17 +566,134 @@ class HttpResult:
         "failure",
         "runtime",
     )
+    _NEW_KEYS: ClassVar[tuple[str, ...]] = (
+        "redirects",
+        "headers",
+        "header_names",
+        "body_truncated",
+    )
 
     def to_wire(self) -> dict[str, Any]:
         wire = {key: getattr(self, key) for key in self._KEYS}
         wire["runtime"] = float(self.runtime)
+        wire["redirects"] = [hop.to_wire() for hop in self.redirects]
+        wire["headers"] = dict(self.headers)
+        wire["header_names"] = list(self.header_names)
+        wire["body_truncated"] = self.body_truncated
         return wire
 
     @classmethod
     def from_wire(cls, wire: object) -> HttpResult:
         m = _as_map(wire, "http")
-        _no_extra_keys(m, frozenset(cls._KEYS), "http")
-        return cls(*(_field(m, key, "http") for key in cls._KEYS))
+        _no_extra_keys(m, frozenset(cls._KEYS + cls._NEW_KEYS), "http")
+        headers = _opt(m, "headers", {})
+        if not isinstance(headers, Mapping):
+            _fail("http.headers must be a map")
+        values = {key: _field(m, key, "http") for key in cls._KEYS}
+        return cls(
+            **values,
+            redirects=tuple(
+                HttpHop.from_wire(hop)
+                for hop in _as_list(_opt(m, "redirects", []), "http.redirects", MAX_REDIRECTS)
+            ),
+            headers=tuple(headers.items()),
+            header_names=tuple(
+                _as_list(_opt(m, "header_names", []), "http.header_names", MAX_HEADER_NAMES)
+            ),
+            body_truncated=_opt(m, "body_truncated", False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ControlResult:
+    """What the collector's control helper saw for the same URL from its own vantage point.
+
+    Also the JSON answer of ``POST /api/v1/control``. ``asns`` maps addresses (the control's answers
+    and the ones the agent sent along) to their AS numbers, when the collector has an ASN database.
+    """
+
+    dns_answers: tuple[str, ...]
+    dns_failure: str | None
+    tcp: tuple[TcpResult, ...]
+    tls_failure: str | None
+    http_status: int | None
+    http_body_length: int | None
+    http_title: str | None
+    http_header_names: tuple[str, ...]
+    http_failure: str | None
+    asns: tuple[tuple[str, int], ...] = ()
+
+    _KEYS: ClassVar[tuple[str, ...]] = (
+        "dns_answers",
+        "dns_failure",
+        "tcp",
+        "tls_failure",
+        "http_status",
+        "http_body_length",
+        "http_title",
+        "http_header_names",
+        "http_failure",
+        "asns",
+    )
+
+    def __post_init__(self) -> None:
+        answers = tuple(_as_list(self.dns_answers, "control.dns_answers", MAX_DNS_ANSWERS))
+        for answer in answers:
+            _check_ip("control.dns_answers[]", answer)
+        object.__setattr__(self, "dns_answers", answers)
+        _check_failure("control.dns_failure", self.dns_failure)
+        tcp = tuple(_as_list(self.tcp, "control.tcp", MAX_TCP_ENDPOINTS))
+        if not all(isinstance(item, TcpResult) for item in tcp):
+            _fail("control.tcp must hold TcpResult objects")
+        object.__setattr__(self, "tcp", tcp)
+        _check_failure("control.tls_failure", self.tls_failure)
+        if self.http_status is not None:
+            _check_int("control.http_status", self.http_status, 100, 599)
+        if self.http_body_length is not None:
+            _check_int("control.http_body_length", self.http_body_length, 0, 2**40)
+        _check_optional_text("control.http_title", self.http_title)
+        object.__setattr__(
+            self,
+            "http_header_names",
+            _check_header_names("control.http_header_names", self.http_header_names),
+        )
+        _check_failure("control.http_failure", self.http_failure)
+        items = self.asns.items() if isinstance(self.asns, Mapping) else self.asns
+        pairs = []
+        for item in _as_list(list(items), "control.asns", 2 * MAX_DNS_ANSWERS):
+            if not isinstance(item, list | tuple) or len(item) != 2:
+                _fail("control.asns must map addresses to AS numbers")
+            _check_ip("control.asns key", item[0])
+            _check_int("control.asns value", item[1], 0, 2**32 - 1)
+            pairs.append((item[0], item[1]))
+        object.__setattr__(self, "asns", tuple(sorted(dict(pairs).items())))
+
+    @property
+    def http_success(self) -> bool:
+        return self.http_failure is None and self.http_status is not None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {key: getattr(self, key) for key in self._KEYS}
+        wire["dns_answers"] = list(self.dns_answers)
+        wire["tcp"] = [item.to_wire() for item in self.tcp]
+        wire["http_header_names"] = list(self.http_header_names)
+        wire["asns"] = dict(self.asns)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: object) -> ControlResult:
+        m = _as_map(wire, "control")
+        _no_extra_keys(m, frozenset(cls._KEYS), "control")
+        values = {key: _field(m, key, "control") for key in cls._KEYS}
+        values["tcp"] = tuple(
+            TcpResult.from_wire(item)
+            for item in _as_list(values["tcp"], "control.tcp", MAX_TCP_ENDPOINTS)
+        )
+        asns = values["asns"]
+        if not isinstance(asns, Mapping):
+            _fail("control.asns must be a map")
+        values["asns"] = tuple(asns.items())
+        return cls(**values)
 
 
 # --- one measurement and a batch -----------------------------------------------------------------
@@ -380,6 +715,10 @@ class Measurement:
     http: HttpResult | None = None
     test: str = TEST_WEB
     schema: int = field(default=SCHEMA_VERSION)
+    tls: TlsResult | None = None
+    control: ControlResult | None = None
+    dns_extra: tuple[DnsResult, ...] = ()  # the same name asked of other resolvers, to compare
+    fingerprints: tuple[Hit, ...] = ()  # blockpage fingerprints matched: the verdict is "confirmed"
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -397,6 +736,10 @@ class Measurement:
             "dns",
             "tcp",
             "http",
+            "tls",
+            "control",
+            "dns_extra",
+            "fingerprints",
         }
     )
 
@@ -432,6 +775,18 @@ class Measurement:
             _fail("measurement.dns must be a DnsResult or None")
         if http is not None and not isinstance(http, HttpResult):
             _fail("measurement.http must be an HttpResult or None")
+        extra = tuple(_as_list(self.dns_extra, "measurement.dns_extra", MAX_EXTRA_RESOLVERS))
+        if not all(isinstance(item, DnsResult) for item in extra):
+            _fail("measurement.dns_extra must hold DnsResult objects")
+        object.__setattr__(self, "dns_extra", extra)
+        hits = []
+        for hit in _as_list(self.fingerprints, "measurement.fingerprints", MAX_FINGERPRINT_HITS):
+            if not isinstance(hit, Hit):
+                _fail("measurement.fingerprints must hold fingerprint hits")
+            _check_text("measurement.fingerprints[].name", hit.name, 128, empty=False)
+            _check_text("measurement.fingerprints[].location", hit.location, 80, empty=False)
+            hits.append(hit)
+        object.__setattr__(self, "fingerprints", tuple(hits))
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -449,6 +804,10 @@ class Measurement:
             "dns": self.dns.to_wire() if self.dns else None,
             "tcp": [item.to_wire() for item in self.tcp],
             "http": self.http.to_wire() if self.http else None,
+            "tls": self.tls.to_wire() if self.tls else None,
+            "control": self.control.to_wire() if self.control else None,
+            "dns_extra": [item.to_wire() for item in self.dns_extra],
+            "fingerprints": [{"name": h.name, "location": h.location} for h in self.fingerprints],
         }
 
     @classmethod
@@ -460,6 +819,16 @@ class Measurement:
             return _field(m, key, "measurement")
 
         dns, http = get("dns"), get("http")
+        tls, control = _opt(m, "tls", None), _opt(m, "control", None)
+        hits = []
+        for item in _as_list(
+            _opt(m, "fingerprints", []), "measurement.fingerprints", MAX_FINGERPRINT_HITS
+        ):
+            h = _as_map(item, "measurement.fingerprints[]")
+            _no_extra_keys(h, frozenset({"name", "location"}), "measurement.fingerprints[]")
+            hits.append(
+                Hit(_field(h, "name", "fingerprints[]"), _field(h, "location", "fingerprints[]"))
+            )
         return cls(
             schema=get("schema"),
             uid=get("uid"),
@@ -478,6 +847,15 @@ class Measurement:
                 for item in _as_list(get("tcp"), "measurement.tcp", MAX_TCP_ENDPOINTS)
             ),
             http=None if http is None else HttpResult.from_wire(http),
+            tls=None if tls is None else TlsResult.from_wire(tls),
+            control=None if control is None else ControlResult.from_wire(control),
+            dns_extra=tuple(
+                DnsResult.from_wire(item)
+                for item in _as_list(
+                    _opt(m, "dns_extra", []), "measurement.dns_extra", MAX_EXTRA_RESOLVERS
+                )
+            ),
+            fingerprints=tuple(hits),
         )
 
 

@@ -83,6 +83,19 @@ MAP_PATHS = [
     if not isinstance(path[-1], int)  # a key inside a map, not a list index
 ]
 
+#: Fields the measurement engine added after schema 1 shipped: a measurement without them still decodes.
+OPTIONAL_PATHS = {
+    ("dns", "queries"),
+    ("http", "redirects"),
+    ("http", "headers"),
+    ("http", "header_names"),
+    ("http", "body_truncated"),
+    ("tls",),
+    ("control",),
+    ("dns_extra",),
+    ("fingerprints",),
+}
+
 
 # --- valid messages round trip ---------------------------------------------------------------------
 
@@ -114,6 +127,12 @@ def test_a_minimal_measurement_round_trips() -> None:
     assert Measurement.from_wire(through_the_wire(wire)) == message
 
 
+@pytest.mark.parametrize("path", sorted(OPTIONAL_PATHS), ids=lambda path: ".".join(map(str, path)))
+def test_fields_added_later_may_be_missing(path: tuple[Any, ...]) -> None:
+    message = from_peer(lambda: Measurement.from_wire(deleted(MEASUREMENT_WIRE, path)))
+    assert isinstance(message, Measurement)
+
+
 def test_measurement_wire_shape_is_pinned() -> None:
     wire = b.measurement(verdict="anomaly", blocking="dns", failure="dns_nxdomain_error").to_wire()
     assert set(wire) == {
@@ -131,6 +150,11 @@ def test_measurement_wire_shape_is_pinned() -> None:
         "dns",
         "tcp",
         "http",
+        # added by the measurement engine; optional on the wire so older measurements still decode
+        "tls",
+        "control",
+        "dns_extra",
+        "fingerprints",
     }
     assert wire["schema"] == SCHEMA_VERSION
     assert wire["test"] == TEST_WEB
@@ -152,7 +176,7 @@ def test_measurement_wire_shape_is_pinned() -> None:
         "category": "NEWS",
     }
     assert type(wire["runtime"]) is float
-    assert set(wire["dns"]) == {"resolver", "answers", "failure", "runtime"}
+    assert set(wire["dns"]) == {"resolver", "answers", "failure", "runtime", "queries"}
     assert set(wire["tcp"][0]) == {"ip", "port", "failure", "runtime"}
     assert set(wire["http"]) == {
         "url",
@@ -162,6 +186,10 @@ def test_measurement_wire_shape_is_pinned() -> None:
         "title",
         "failure",
         "runtime",
+        "redirects",
+        "headers",
+        "header_names",
+        "body_truncated",
     }
 
 
@@ -453,7 +481,11 @@ def test_batch_accepts_a_list_of_measurements() -> None:
 # --- from_wire: what a peer sends ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", MAP_PATHS, ids=lambda path: ".".join(map(str, path)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MAP_PATHS if p not in OPTIONAL_PATHS],
+    ids=lambda path: ".".join(map(str, path)),
+)
 def test_every_field_is_required(path: tuple[Any, ...]) -> None:
     wire = deleted(MEASUREMENT_WIRE, path)
     with pytest.raises(LocalProtocolError):
