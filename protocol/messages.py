@@ -53,6 +53,9 @@ _IP_ISH = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
 T = TypeVar("T")
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
+
+
 def _fail(message: str) -> None:
     raise LocalProtocolError(message)
 
@@ -67,7 +70,7 @@ def _check_text(
         _fail(f"{name} is longer than {max_len} characters")
     if not empty and not value:
         _fail(f"{name} must not be empty")
-    if any(ord(ch) < 0x20 for ch in value):
+    if _CONTROL_CHARS.search(value):
         _fail(f"{name} contains control characters")
 
 

@@ -26,6 +26,8 @@ def parse_time(text: str) -> datetime:
     if not isinstance(text, str) or not _WIRE_TIME.fullmatch(text):
         raise LocalProtocolError(f"not a UTC timestamp like 2026-01-31T12:00:00.000000Z: {text!r}")
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        # The regex fixed the shape (ASCII digits only); fromisoformat is several times faster
+        # than strptime and rejects impossible dates the same way.
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     except ValueError as exc:
         raise LocalProtocolError(f"impossible date: {text!r}") from exc
