@@ -57,7 +57,11 @@ def parse_targets(text: str, source: str = "<targets>") -> list[Target]:
 
 def load_targets(path: Path) -> list[Target]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: spreadsheets save CSV with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read target list {path}: {exc}") from exc
-    return parse_targets(text, str(path))
+    try:
+        return parse_targets(text, str(path))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a valid CSV target list: {exc}") from exc

@@ -203,7 +203,8 @@ def build_aggregate_sql(
 
 
 def _verdict_sum(verdict: str, weight: str) -> str:
-    return f"SUM(CASE WHEN verdict = '{verdict}' THEN {weight} ELSE 0 END)"
+    # COALESCE: an empty selection counts 0, not null (SUM over no rows is NULL in SQL).
+    return f"COALESCE(SUM(CASE WHEN verdict = '{verdict}' THEN {weight} ELSE 0 END), 0)"
 
 
 _VERDICTS = ("ok", "anomaly", "confirmed", "failure")
@@ -213,7 +214,7 @@ _RAW_COUNTS = [
     ("agents", "COUNT(DISTINCT agent_id)"),
 ]
 # The same figures from rollups: the CASTs keep PostgreSQL's SUM(bigint) an integer (not numeric),
-# and an empty table still answers measurements = 0 and the verdict sums NULL, exactly like raw rows.
+# and an empty table answers 0 for every count, exactly like raw rows.
 _ROLLUP_COUNTS = [
     ("measurements", "COALESCE(CAST(SUM(n) AS BIGINT), 0)"),
     *((v, f"CAST({_verdict_sum(v, 'n')} AS BIGINT)") for v in _VERDICTS),

@@ -31,7 +31,7 @@ from protocol import (
 )
 
 from . import __version__
-from .aggregate import parse_aggregate_query
+from .aggregate import build_aggregate_sql, parse_aggregate_query
 from .backends import open_storage, parse_storage_url
 from .control import ControlHelper, ControlSettings, parse_control_request
 from .errors import (
@@ -313,7 +313,7 @@ async def aggregate(request: web.Request) -> web.Response:
     rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
     fmt = request.query.get("format", "json")
     if fmt == "csv":
-        columns = list(rows[0]) if rows else [*query.axes, "measurements"]
+        columns = list(rows[0]) if rows else build_aggregate_sql(query, lambda n: "?")[2]
         return web.Response(text=rows_to_csv(rows, columns), content_type="text/csv")
     if fmt != "json":
         raise BadRequest("format must be json or csv")

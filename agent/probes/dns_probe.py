@@ -62,6 +62,10 @@ class ResolverSpec:
         for scheme in ("udp", "tcp"):
             if text.startswith(scheme + "://"):
                 transport, text = scheme, text[len(scheme) + 3 :]
+        try:  # a bare address, IPv6 included: the default port
+            return cls(str(ipaddress.ip_address(text.strip("[]"))), 53, transport)
+        except ValueError:
+            pass
         host, sep, port = text.rpartition(":")
         if not sep or "]" in port:  # no port, or a bare IPv6 address
             host, port = text, "53"
