@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from .errors import BadRequest, CollectorError, Forbidden, PayloadTooLarge, from
 from .ingest import IngestPolicy, ingest_batch
 from .sqlite_store import SqliteStorage
 from .storage import Storage
+from .whoami import CONTEXT_KEYS, setup_whoami
 
 log = logging.getLogger("vantage.collector")
 
@@ -38,6 +40,10 @@ class CollectorConfig:
     db_path: Path
     max_body_bytes: int = 8 * 1024 * 1024
     policy: IngestPolicy = field(default_factory=IngestPolicy)
+    # Signs whoami context tokens; default: collector.key beside the database (mode 0600).
+    collector_key_path: Path | None = None
+    geoip_paths: tuple[Path, ...] = ()  # MaxMind/DB-IP .mmdb files (City/Country and ASN)
+    context_token_ttl: timedelta = timedelta(hours=6)
 
 
 CONFIG = web.AppKey("config", CollectorConfig)
@@ -88,6 +94,7 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/agents",
                 "POST /api/v1/batches",
                 "GET /api/v1/aggregate",
+                "GET /api/v1/whoami",
                 "GET /healthz",
             ],
         }
@@ -130,7 +137,9 @@ async def upload_batch(request: web.Request) -> web.Response:
         )
     body = await read_body(request, config.max_body_bytes)
     received_at = utc_now()
-    result = await ingest_batch(request.app[STORAGE], body, received_at, config.policy)
+    result = await ingest_batch(
+        request.app[STORAGE], body, received_at, config.policy, request.app[CONTEXT_KEYS]
+    )
     log.info(
         "batch %s: %d stored, %d duplicates", result.batch_id, result.stored, result.duplicates
     )
@@ -188,6 +197,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_post("/api/v1/agents", register_agent)
     app.router.add_post("/api/v1/batches", upload_batch)
     app.router.add_get("/api/v1/aggregate", aggregate)
+    key_path = config.collector_key_path or config.db_path.parent / "collector.key"
+    setup_whoami(app, key_path, config.geoip_paths, config.context_token_ttl)
     return app
 
 

@@ -36,6 +36,17 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
     serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="upload size cap")
+    serve.add_argument(
+        "--geoip",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MMDB",
+        help="MaxMind/DB-IP .mmdb file for GET /api/v1/whoami (repeat for City + ASN)",
+    )
+    serve.add_argument(
+        "--key-file", type=Path, help="collector key (default: collector.key beside --db, 0600)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     revoke = commands.add_parser("revoke", help="refuse further uploads from an agent")
@@ -68,7 +79,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = CollectorConfig(db_path=args.db, max_body_bytes=args.max_body)
+    config = CollectorConfig(
+        db_path=args.db,
+        max_body_bytes=args.max_body,
+        collector_key_path=args.key_file,
+        geoip_paths=tuple(args.geoip),
+    )
 
     def announce(url: str) -> None:
         print(f"vantage collector listening on {url} (db: {args.db})", flush=True)

@@ -7,6 +7,7 @@ an unauthenticated peer cannot make us parse much.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from protocol import DEFAULT_LIMITS, Batch, DecodeLimits, RemoteProtocolError, d
 
 from .errors import Conflict, Forbidden, Unprocessable, from_protocol_error
 from .storage import Storage, StoreResult
+from .whoami import check_context_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,11 @@ def check_times(batch: Batch, now: datetime, policy: IngestPolicy) -> None:
 
 
 async def ingest_batch(
-    storage: Storage, body: bytes, now: datetime, policy: IngestPolicy
+    storage: Storage,
+    body: bytes,
+    now: datetime,
+    policy: IngestPolicy,
+    context_keys: Sequence[bytes] = (),
 ) -> StoreResult:
     try:
         signed = decode_signed_batch(body, policy.limits)
@@ -55,6 +61,7 @@ async def ingest_batch(
     except RemoteProtocolError as exc:
         raise from_protocol_error(exc) from exc
     check_times(batch, now, policy)
+    check_context_tokens(batch, context_keys)  # whoami tokens: forged or expired -> 4xx
     result = await storage.store_batch(signed, batch, now)
     if result.duplicate_batch:
         stored_hash = await storage.stored_batch_hash(batch.batch_id)
