@@ -137,8 +137,9 @@ async def upload_batch(request: web.Request) -> web.Response:
         )
     body = await read_body(request, config.max_body_bytes)
     received_at = utc_now()
+    context_keys: tuple[bytes, ...] = request.app[CONTEXT_KEYS]
     result = await ingest_batch(
-        request.app[STORAGE], body, received_at, config.policy, request.app[CONTEXT_KEYS]
+        request.app[STORAGE], body, received_at, config.policy, context_keys
     )
     log.info(
         "batch %s: %d stored, %d duplicates", result.batch_id, result.stored, result.duplicates

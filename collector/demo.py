@@ -172,6 +172,7 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
                     agent.network_type,
                     "--resolver",
                     resolver,
+                    "--accept-risks",  # the demo's agents are simulated volunteers
                 )
                 if code != 0:
                     return agent, code, "", err

@@ -66,7 +66,7 @@ class GeoDatabases:
 
 
 COLLECTOR_KEY = web.AppKey("collector_key", SigningKey)
-CONTEXT_KEYS = web.AppKey("context_keys", tuple)
+CONTEXT_KEYS = web.AppKey("context_keys", tuple[bytes, ...])
 GEO = web.AppKey("geo", GeoDatabases)
 TOKEN_TTL = web.AppKey("context_token_ttl", timedelta)
 
