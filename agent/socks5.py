@@ -10,6 +10,7 @@ aiohttp-socks does, by overriding the connector's connection hook; TLS then runs
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 import struct
@@ -159,7 +160,10 @@ class Socks5Connector(aiohttp.TCPConnector):
                 socks5_connect(self.proxy, host, port), timeout.sock_connect or timeout.total
             )
         except (OSError, TimeoutError) as exc:
-            raise client_error(req.connection_key, OSError(f"via SOCKS5 proxy: {exc}")) from exc
+            problem = OSError(
+                getattr(exc, "errno", None) or errno.EPROTO, f"via SOCKS5 proxy: {exc}"
+            )
+            raise client_error(req.connection_key, problem) from exc
         transport, protocol = await self._loop.create_connection(*args, **kwargs, sock=sock)
         return transport, protocol
 

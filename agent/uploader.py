@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from protocol import SigningKey
 
@@ -66,6 +67,17 @@ class Uploader:
         self.urls.remove(url)
         self.urls.insert(0, url)
 
+    async def _upload_registering(
+        self, client: CollectorClient, item: OutboxItem
+    ) -> dict[str, Any]:
+        try:
+            return await client.upload(item.signed)
+        except RejectedError as exc:
+            if exc.code != "unknown_agent":
+                raise
+        await client.register(self.key)  # first contact with this collector, or it lost us
+        return await client.upload(item.signed)
+
     async def _send(
         self, clients: list[CollectorClient], item: OutboxItem, report: UploadReport
     ) -> str:
@@ -73,29 +85,19 @@ class Uploader:
 
         Returns "ok" (acknowledged), "rejected" (refused for good) or "unreachable".
         """
-        registered: set[str] = set()
         for attempt in range(self.attempts):
             problems = []
             for client in list(clients):
                 try:
-                    answer = await client.upload(item.signed)
+                    answer = await self._upload_registering(client, item)
                 except RejectedError as exc:
-                    if exc.code == "unknown_agent" and client.base_url not in registered:
-                        registered.add(client.base_url)  # first contact, or it lost us
-                        try:
-                            await client.register(self.key)
-                            answer = await client.upload(item.signed)
-                        except UploadError as again:
-                            problems.append(str(again))
-                            continue
-                    elif exc.code in _RETRYABLE_CODES or exc.status in (408, 429):
+                    if exc.code in _RETRYABLE_CODES or exc.status in (408, 429):
                         problems.append(str(exc))
                         continue
-                    else:
-                        report.errors.append(str(exc))
-                        report.rejected += 1
-                        self.spool.reject(item)
-                        return "rejected"
+                    report.errors.append(str(exc))
+                    report.rejected += 1
+                    self.spool.reject(item)
+                    return "rejected"
                 except UploadError as exc:
                     problems.append(str(exc))
                     continue

@@ -103,6 +103,15 @@ def with_context(config: AgentConfig, whoami: bool) -> AgentConfig:
     )
 
 
+def quick(config: AgentConfig, interval: float = 0.05, pulse: float = 0.0) -> AgentConfig:
+    """A schedule for tests: rounds back to back, no jitter, pulse off unless asked for."""
+    schedule = replace(
+        config.service.schedule, interval=interval, jitter=0.0, pulse_interval=pulse,
+        upload_interval=0.2,
+    )  # fmt: skip
+    return replace(config, service=replace(config.service, schedule=schedule))
+
+
 def stored_measurements(db_path: Path) -> dict[str, str]:
     """uid -> measured_at of every measurement the collector stored (read straight from SQLite)."""
     with sqlite3.connect(db_path) as db:
