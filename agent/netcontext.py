@@ -97,14 +97,20 @@ def detect_network_type(facts: NetworkFacts) -> NetworkType:
     return kinds.pop() if len(kinds) == 1 else NetworkType.UNKNOWN
 
 
-def public_addresses(facts: NetworkFacts) -> list[str]:
-    """Globally routable interface addresses (rare behind NAT, common on some mobile links)."""
+def public_addresses(
+    facts: NetworkFacts, routable: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+) -> list[str]:
+    """Globally routable interface addresses (rare behind NAT, common on some mobile links).
+
+    ``routable`` lists extra prefixes to treat as public: a lab setting (198.18.0.0/15 test nets).
+    """
     found = []
     for interface in facts.interfaces:
         if interface.is_up and interface_kind(interface) is not None:
             for address in interface.addresses:
                 try:
-                    if ipaddress.ip_address(address.split("%")[0]).is_global:
+                    ip = ipaddress.ip_address(address.split("%")[0])
+                    if ip.is_global or any(ip in net for net in routable):
                         found.append(address.split("%")[0])
                 except ValueError:
                     continue
@@ -154,6 +160,7 @@ class ContextResolver:
         detect_type: bool = True,
         fetch_token: TokenFetcher | None = None,
         mmdb_paths: Sequence[Path] = (),
+        routable: Sequence[str] = (),
         facts: Callable[[], NetworkFacts] = read_network_facts,
         state_path: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -165,6 +172,7 @@ class ContextResolver:
         self.detect_type = detect_type
         self.fetch_token = fetch_token
         self.mmdb_paths = tuple(mmdb_paths)
+        self.routable = tuple(ipaddress.ip_network(prefix) for prefix in routable)
         self.facts = facts
         self.state_path = state_path
         self.clock = clock
@@ -235,7 +243,7 @@ class ContextResolver:
         self._token, self._claims, self._fingerprint = None, None, fingerprint
 
     def _local_lookup(self, facts: NetworkFacts) -> dict[str, Any] | None:
-        addresses = public_addresses(facts)
+        addresses = public_addresses(facts, self.routable)
         if not addresses or not self.mmdb_paths:
             return None
         readers = []

@@ -77,6 +77,7 @@ def make_context_resolver(config: AgentConfig, key: SigningKey) -> ContextResolv
         detect_type=config.detect_network_type,
         fetch_token=fetch_token if config.service.context.whoami else None,
         mmdb_paths=config.service.context.mmdb_files,
+        routable=config.service.context.routable_prefixes,
         state_path=config.spool_dir / "context.json",
     )
 

@@ -6,6 +6,7 @@ Every section and key is optional (defaults below); every bad value names its ke
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ class ScheduleSettings:
 class ContextSettings:
     whoami: bool = True  # ask the collector where we are (signed token)
     mmdb_files: tuple[Path, ...] = ()  # local fallback lookups, marked self-reported
+    routable_prefixes: tuple[str, ...] = ()  # lab/research: treat these as public addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,15 @@ def parse_service_settings(data: dict[str, Any], base: Path, where: str) -> Serv
         raise ConfigError(f"{where} [context]: whoami must be true or false")
     if not isinstance(mmdb, list) or not all(isinstance(p, str) for p in mmdb):
         raise ConfigError(f"{where} [context]: mmdb must be a list of file paths")
-    context = ContextSettings(whoami, tuple(base / p for p in mmdb))
+    routable = c.get("routable_prefixes", [])
+    try:
+        if not isinstance(routable, list):
+            raise ValueError("must be a list")
+        for prefix in routable:
+            ipaddress.ip_network(str(prefix))
+    except ValueError as exc:
+        raise ConfigError(f"{where} [context]: routable_prefixes: {exc}") from exc
+    context = ContextSettings(whoami, tuple(base / p for p in mmdb), tuple(map(str, routable)))
     p = _table(data, "pulse", where)
     anchors = p.get("anchors", [])
     if not isinstance(anchors, list):
