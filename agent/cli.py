@@ -11,13 +11,16 @@ from typing import Any
 
 EXAMPLES = """examples:
   vantage agent init --collector https://collector.example --country IR --region IR-07 \\
-      --asn 44244 --carrier Irancell --network-type mobile
+      --asn 44244 --carrier Irancell --targets-file lists/ir.csv     (asks for informed consent)
+  vantage agent run                                  the background service (systemd, launchd)
+  vantage agent run --interval 60 --max-rounds 3     three quick rounds, then upload and exit
   vantage agent once --targets lists/ir.csv          measure, spool, upload, print a table
   vantage agent once --targets lists/ir.csv --json   the same, as JSON for scripts
   vantage agent pulse --anchors anchors.csv          one connectivity pulse (DNS + TCP/443)
   vantage agent upload                               retry uploading what is still spooled
   vantage agent fetch-list                           fetch and verify the operator-signed test lists
   vantage agent once --list                          measure the verified lists aimed at this agent
+  vantage agent status --json                        spool, last upload, context, next run
 
 exit codes: 0 done, 1 error, 2 bad config or input, 3 measured but not uploaded (kept in the spool),
   4 test lists not updated (collector unreachable or a list refused): the last good lists are used
@@ -50,12 +53,25 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     common(init)
     init.add_argument("--collector", required=True, help="collector base URL")
+    init.add_argument(
+        "--mirror", action="append", default=[], help="another collector URL to try (repeatable)"
+    )
+    init.add_argument("--proxy", help="upload through a SOCKS5 proxy, e.g. socks5://127.0.0.1:9050")
+    init.add_argument("--targets-file", type=Path, help="test list that `agent run` measures")
+    init.add_argument(
+        "--accept-risks",
+        action="store_true",
+        help="for unattended installs: you have read the risks (`vantage agent init` shows them)",
+    )
     init.add_argument("--country", default="ZZ", help="ISO 3166-1 alpha-2 country code")
     init.add_argument("--region", default="", help="province/state, e.g. ISO 3166-2 'IR-07'")
     init.add_argument("--asn", type=int, default=0, help="carrier's AS number")
     init.add_argument("--carrier", default="", help="carrier name")
     init.add_argument(
-        "--network-type", default="unknown", choices=["mobile", "wifi", "wired", "unknown"]
+        "--network-type",
+        default="auto",
+        choices=["auto", "mobile", "wifi", "wired", "unknown"],
+        help="auto: detect from the interfaces on every round (default)",
     )
     init.add_argument("--resolver", default="system", help="'system' or an address[:port]")
     init.add_argument(
@@ -144,6 +160,24 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     pulse.add_argument("--no-upload", action="store_true", help="measure and spool only")
     pulse.set_defaults(handler=cmd_pulse)
 
+    run = commands.add_parser(
+        "run",
+        help="run as a service: measure on a randomized schedule, pulse, upload, until stopped",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(run)
+    run.add_argument("--targets", type=Path, help="test list CSV (default: targets_file in config)")
+    run.add_argument("--interval", type=float, help="seconds between rounds (overrides config)")
+    run.add_argument("--jitter", type=float, help="randomize waits by this fraction (0-0.9)")
+    run.add_argument("--pulse-interval", type=float, help="seconds between pulses (0: off)")
+    run.add_argument("--upload-interval", type=float, help="seconds between upload attempts")
+    run.add_argument(
+        "--max-rounds", type=int, help="stop after N rounds and a last upload (for tests, cron)"
+    )
+    run.add_argument("--quiet", action="store_true", help="do not log each measurement")
+    run.set_defaults(handler=cmd_run)
+
     upload = commands.add_parser("upload", help="upload what is in the spool")
     common(upload)
     upload.set_defaults(handler=cmd_upload)
@@ -160,7 +194,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     service.add_argument("--print", action="store_true", help="print the unit, write nothing")
     service.set_defaults(handler=cmd_install_service)
 
-    status = commands.add_parser("status", help="show identity, config and spool contents")
+    status = commands.add_parser(
+        "status", help="show identity, spool, oldest unsent, last upload, context, next run"
+    )
     common(status)
     status.set_defaults(handler=cmd_status)
 
@@ -176,29 +212,33 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from protocol import LocalProtocolError, NetworkContext
+    from protocol import LocalProtocolError, NetworkContext, NetworkType
     from protocol.bogons import parse_prefixes
 
     from .config import AgentConfig, check_collector_url, write_config
+    from .consent import require_consent
     from .errors import ConfigError
     from .keyfile import create_key
     from .paths import default_key_path, default_spool_dir
     from .probes.dns_probe import ResolverSpec
+    from .socks5 import ProxySpec
     from .web_connectivity import ProbeSettings
 
     path = _config_path(args)
     if path.exists():
         raise ConfigError(f"{path} already exists; edit it, or pass --config for a new agent")
+    require_consent(args.accept_risks)
     explicit = args.config is not None
     key_file = args.key_file or (path.parent / "agent.key" if explicit else default_key_path())
     spool_dir = args.spool_dir or (path.parent / "spool" if explicit else default_spool_dir())
     try:
-        network = NetworkContext(
-            args.country.upper(), args.region, args.asn, args.carrier, args.network_type
-        )
+        kind = NetworkType("unknown" if args.network_type == "auto" else args.network_type)
+        network = NetworkContext(args.country.upper(), args.region, args.asn, args.carrier, kind)
         resolver = ResolverSpec.parse(args.resolver)
         extra = tuple(ResolverSpec.parse(text) for text in args.extra_resolver)
         parse_prefixes(args.routable_prefix)
+        if args.proxy:
+            ProxySpec.parse(args.proxy)
     except (LocalProtocolError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     operator_keys = tuple(_operator_key(text) for text in args.operator_key)
@@ -217,6 +257,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             routable_prefixes=tuple(args.routable_prefix),
             control_url=None if args.no_control else collector_url,
         ),
+        collector_urls=tuple(check_collector_url(url) for url in args.mirror),
+        proxy=args.proxy,
+        targets_file=args.targets_file.absolute() if args.targets_file else None,
+        detect_network_type=args.network_type == "auto",
     )
     key = create_key(config.key_file)
     write_config(config)
@@ -241,9 +285,9 @@ def _register(config: Any, key: Any) -> str:
     from .collector_client import CollectorClient
 
     async def run() -> str:
-        import aiohttp
+        from .socks5 import make_session
 
-        async with aiohttp.ClientSession() as session:
+        async with make_session(config.proxy) as session:
             answer = await CollectorClient(config.collector_url, session).register(key)
         return str(answer.get("status", "registered"))
 
@@ -288,7 +332,7 @@ def _measure_and_upload(args: argparse.Namespace, targets: list[Any] | None, mea
     key = load_key(config.key_file)
     if targets is None:  # --list: the verified test lists for this agent's context
         targets = _list_targets(args, config, key)
-    spool = Spool(config.spool_dir)
+    spool = Spool(config.spool_dir, config.service.spool)
     done = 0
 
     def on_result(measurement: Any) -> None:
@@ -301,13 +345,25 @@ def _measure_and_upload(args: argparse.Namespace, targets: list[Any] | None, mea
                 file=sys.stderr,
             )
 
-    results = asyncio.run(
-        measure_targets(targets, key.agent_id, config.network, config.probe, on_result, measure)
-    )
+    async def measure_all() -> list[Any]:
+        from .service import make_context_resolver
+
+        network = await make_context_resolver(config, key).current()
+        return await measure_targets(
+            targets, key.agent_id, network, config.probe, on_result, measure
+        )
+
+    results = asyncio.run(measure_all())
     report = None
     if not args.no_upload:
         report = asyncio.run(
-            drain(spool, key, config.collector_url, collector_key=config.collector_key)
+            drain(
+                spool,
+                key,
+                config.collectors,
+                proxy=config.proxy,
+                collector_key=config.collector_key,
+            )
         )
     document = {
         "agent_id": key.agent_id,
@@ -319,11 +375,13 @@ def _measure_and_upload(args: argparse.Namespace, targets: list[Any] | None, mea
         text += (
             f"\n\nuploaded {report.batches} batch(es): {report.stored} stored,"
             f" {report.duplicates} already there; {report.left} batch(es) still spooled"
+            + (f", {report.rejected} refused (kept in spool/rejected/)" if report.rejected else "")
         )
         for error in report.errors:
             text += f"\nupload problem: {error}"
     _emit(args, document, text)
-    return 3 if report is not None and report.left else 0
+    # 3: measured, but not everything reached a collector (still spooled, or refused and set aside)
+    return 3 if report is not None and (report.left or report.rejected) else 0
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -336,39 +394,121 @@ def cmd_upload(args: argparse.Namespace) -> int:
     key = load_key(config.key_file)
     report = asyncio.run(
         drain(
-            Spool(config.spool_dir), key, config.collector_url, collector_key=config.collector_key
+            Spool(config.spool_dir, config.service.spool),
+            key,
+            config.collectors,
+            proxy=config.proxy,
+            collector_key=config.collector_key,
         )
     )
-    text = f"uploaded {report.batches} batch(es), {report.left} left"
+    text = f"uploaded {report.batches} batch(es), {report.left} left, {report.rejected} refused"
     text += "".join(f"\nupload problem: {error}" for error in report.errors)
     _emit(args, vars(report), text)
-    return 3 if report.left else 0
+    return 3 if report.left or report.rejected else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .config import load_config
+    from .errors import ConfigError
     from .keyfile import load_key
-    from .spool import Spool
+    from .service import AgentService, FileTargets, run_service
 
     config = load_config(_config_path(args))
     key = load_key(config.key_file)
-    counts = Spool(config.spool_dir).counts()
-    document = {
+    schedule = config.service.schedule
+    overrides = {
+        name: getattr(args, name)
+        for name in ("interval", "jitter", "pulse_interval", "upload_interval")
+        if getattr(args, name) is not None
+    }
+    if any(value < 0 for value in overrides.values()) or overrides.get("jitter", 0) > 0.9:
+        raise ConfigError("--interval and friends must be positive; --jitter at most 0.9")
+    if overrides.get("interval", 1) <= 0 or (args.max_rounds is not None and args.max_rounds < 1):
+        raise ConfigError("--interval must be above 0 and --max-rounds at least 1")
+    config = replace(
+        config, service=replace(config.service, schedule=replace(schedule, **overrides))
+    )
+    source = args.targets or config.targets_file
+    if source is None:
+        raise ConfigError("no test list: pass --targets FILE or set targets_file in the config")
+    targets = FileTargets(Path(source))
+    targets.load()  # a broken list is an error now, not an hour from now
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def on_measurement(m: Any) -> None:
+        if not args.quiet:
+            log(f"measured {m.uid} {m.test} {m.verdict.value} {m.target.url}")
+
+    service = AgentService(config, key, targets, on_measurement=on_measurement, say=log)
+    log(f"vantage agent {key.agent_id} running; stop with Ctrl-C or SIGTERM")
+    return asyncio.run(run_service(service, args.max_rounds))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from protocol import format_time, utc_now
+
+    from .config import load_config
+    from .keyfile import load_key
+    from .service import oldest_age, status_path
+    from .spool import Spool, read_json
+
+    config = load_config(_config_path(args))
+    key = load_key(config.key_file)
+    spool = Spool(config.spool_dir, config.service.spool)
+    counts = spool.counts()
+    oldest = spool.oldest_unsent()
+    state = read_json(status_path(config.spool_dir))
+    stats = read_json(spool.stats_path)
+    context = state.get("context") or config.network.to_wire()
+    document: dict[str, Any] = {
         "agent_id": key.agent_id,
         "config": str(config.path),
         "collector_url": config.collector_url,
-        "network": config.network.to_wire(),
-        "spool": counts,
+        "collector_urls": list(config.collectors),
+        "proxy": config.proxy,
+        "network": context,
+        "spool": {
+            **counts,
+            "bytes": spool.size_bytes(),
+            "unsent_measurements": spool.unsent_measurements(),
+            "oldest_unsent": format_time(oldest) if oldest else None,
+            "dropped_total": spool.dropped_total,
+            "dropped_age": stats.get("dropped_age", 0),
+            "dropped_size": stats.get("dropped_size", 0),
+        },
+        "last_upload_at": state.get("last_upload_at"),
+        "last_upload_error": state.get("last_upload_error"),
+        "last_round_at": state.get("last_round_at"),
+        "last_round": state.get("last_round"),
+        "next_run_at": state.get("next_run_at"),
+        "running": bool(state.get("started_at")) and not state.get("stopped_at"),
     }
+    ctx: dict[str, Any] = context
     text = "\n".join(
         [
-            f"agent      {key.agent_id}",
-            f"config     {config.path}",
-            f"collector  {config.collector_url}",
-            f"network    {config.network.country} {config.network.region}"
-            f" AS{config.network.asn} {config.network.carrier} ({config.network.network_type})",
-            f"spool      {counts['pending']} pending, {counts['outbox']} batches to upload,"
-            f" {counts['corrupt']} corrupt",
+            f"agent        {key.agent_id}",
+            f"config       {config.path}",
+            f"collectors   {', '.join(config.collectors)}"
+            + (f" via {config.proxy}" if config.proxy else ""),
+            f"network      {ctx['country']} {ctx['region']} AS{ctx['asn']} {ctx['carrier']}"
+            f" ({ctx['network_type']}, {ctx['source']})",
+            f"spool        {document['spool']['unsent_measurements']} unsent measurement(s):"
+            f" {counts['pending']} pending, {counts['outbox']} batch(es) to upload,"
+            f" {spool.size_bytes()} bytes; {counts['rejected']} rejected, {counts['corrupt']} corrupt",
+            f"oldest       {oldest_age(oldest, utc_now())}",
+            f"dropped      {spool.dropped_total} measurement(s) so far (spool limits)",
+            f"last upload  {document['last_upload_at'] or 'never'}"
+            + (
+                f" (last error: {document['last_upload_error']})"
+                if document["last_upload_error"]
+                else ""
+            ),
+            f"last round   {document['last_round_at'] or 'never'} {document['last_round'] or ''}".rstrip(),
+            f"next run     {document['next_run_at'] or '- (service not running)'}",
         ]
     )
     _emit(args, document, text)

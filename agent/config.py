@@ -18,6 +18,8 @@ from protocol.messages import MAX_EXTRA_RESOLVERS
 
 from .errors import ConfigError
 from .probes.dns_probe import ResolverSpec
+from .settings import ServiceSettings, parse_service_settings, render_service_settings
+from .socks5 import ProxySpec
 from .web_connectivity import ProbeSettings
 
 
@@ -34,6 +36,16 @@ class AgentConfig:
     operator_threshold: int | None = None
     # The collector's receipt-signing key (GET /api/v1/collector-key), pinned: receipts must verify.
     collector_key: bytes | None = None
+    # Mirrors tried after ``collector_url``, in order.
+    collector_urls: tuple[str, ...] = ()
+    proxy: str | None = None  # socks5://host:port for uploads and whoami (Tor, Psiphon)
+    targets_file: Path | None = None  # the test list `run` measures (signed lists come later)
+    detect_network_type: bool = True  # [network] network_type = "auto"
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+    @property
+    def collectors(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.collector_url, *self.collector_urls)))
 
 
 def check_collector_url(url: str) -> str:
@@ -74,13 +86,14 @@ def load_config(path: Path) -> AgentConfig:
     probe = data.get("probe", {})
     if not isinstance(net, dict) or not isinstance(probe, dict):
         raise ConfigError(f"{where}: [network] and [probe] must be tables")
+    network_type = _get(net, "network_type", str, f"{where} [network]")
     try:
         network = NetworkContext(
             country=_get(net, "country", str, f"{where} [network]").upper(),
             region=_get(net, "region", str, f"{where} [network]"),
             asn=_get(net, "asn", int, f"{where} [network]"),
             carrier=_get(net, "carrier", str, f"{where} [network]"),
-            network_type=_get(net, "network_type", str, f"{where} [network]"),
+            network_type="unknown" if network_type == "auto" else network_type,  # type: ignore[arg-type]
         )
     except LocalProtocolError as exc:
         raise ConfigError(f"{where} [network]: {exc}") from exc
@@ -117,6 +130,19 @@ def load_config(path: Path) -> AgentConfig:
         fingerprints_file=str(base / probe["fingerprints"]) if probe.get("fingerprints") else None,
     )
     operator_keys, operator_threshold = _operator_trust(data, where)
+    mirrors = data.get("collector_urls", [])
+    if not isinstance(mirrors, list) or not all(isinstance(url, str) for url in mirrors):
+        raise ConfigError(f"{where}: collector_urls must be a list of URLs")
+    urls = [collector_url, *(check_collector_url(url) for url in mirrors)]
+    proxy = data.get("proxy") or None
+    if proxy is not None:
+        try:
+            ProxySpec.parse(str(proxy))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    targets_file = data.get("targets_file")
+    if targets_file is not None and not isinstance(targets_file, str):
+        raise ConfigError(f"{where}: targets_file must be a path")
     return AgentConfig(
         collector_key=_collector_key(data.get("collector_key"), where),
         path=path,
@@ -127,6 +153,11 @@ def load_config(path: Path) -> AgentConfig:
         probe=settings,
         operator_keys=operator_keys,
         operator_threshold=operator_threshold,
+        collector_urls=tuple(urls[1:]),
+        proxy=str(proxy) if proxy else None,
+        targets_file=base / targets_file if targets_file else None,
+        detect_network_type=network_type == "auto",
+        service=parse_service_settings(data, base, where),
     )
 
 
@@ -191,6 +222,15 @@ def render_config(config: AgentConfig) -> str:
         f"collector_url = {_toml_str(config.collector_url)}",
         f"key_file = {_toml_str(str(config.key_file))}",
         f"spool_dir = {_toml_str(str(config.spool_dir))}",
+        "# Mirrors, tried in order when the collector above cannot be reached:",
+        f"collector_urls = [{', '.join(_toml_str(url) for url in config.collector_urls)}]",
+        "# Upload through a SOCKS5 proxy (Tor: socks5://127.0.0.1:9050). Empty: direct.",
+        f"proxy = {_toml_str(config.proxy or '')}",
+        *(
+            [f"targets_file = {_toml_str(str(config.targets_file))}"]
+            if config.targets_file
+            else ['# targets_file = "list.csv"  # what `vantage agent run` measures']
+        ),
         "",
         "# Where this agent measures from. Never includes your IP address.",
         "[network]",
@@ -198,7 +238,8 @@ def render_config(config: AgentConfig) -> str:
         f"region = {_toml_str(n.region)}",
         f"asn = {n.asn}",
         f"carrier = {_toml_str(n.carrier)}",
-        f"network_type = {_toml_str(n.network_type.value)}  # mobile | wifi | wired | unknown",
+        f"network_type = {_toml_str('auto' if config.detect_network_type else n.network_type.value)}"
+        "  # auto | mobile | wifi | wired | unknown",
         "",
         "[probe]",
         f"resolver = {_toml_str(p.resolver.label)}  # system, or an address[:port]",
@@ -231,6 +272,8 @@ def render_config(config: AgentConfig) -> str:
         lines.append(f"control_url = {_toml_str(p.control_url)}")
     if p.fingerprints_file:
         lines.append(f"fingerprints = {_toml_str(p.fingerprints_file)}  # OONI-format CSV")
+
+    lines += render_service_settings(config.service)
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from .keyfile import load_or_create_key
 from .metrics import Metrics
 from .ratelimit import AddressLimiter, Rate, RateLimiter, retry_after_header
 from .storage import Storage
+from .whoami import CONTEXT_KEYS, setup_whoami
 
 log = logging.getLogger("vantage.collector")
 
@@ -76,6 +78,8 @@ class CollectorConfig:
     address_rate: Rate = DEFAULT_ADDRESS_RATE
     migrate: bool | None = None  # None: the backend's default (SQLite yes, PostgreSQL no)
     control: ControlSettings = field(default_factory=ControlSettings)
+    geoip_paths: tuple[Path, ...] = ()  # MaxMind/DB-IP .mmdb files (City/Country and ASN)
+    context_token_ttl: timedelta = timedelta(hours=6)
 
     @property
     def resolved_key_path(self) -> Path:
@@ -194,6 +198,7 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/keysets",
                 "GET /api/v1/collector-key",
                 "POST /api/v1/control",
+                "GET /api/v1/whoami",
                 "GET /healthz",
                 "GET /metrics",
             ],
@@ -238,8 +243,14 @@ async def upload_batch(request: web.Request) -> web.Response:
     body = await read_body(request, config.max_body_bytes)
     received_at = utc_now()
     limiter = request.app[LIMITS].per_agent
+    context_keys: tuple[bytes, ...] = request.app[CONTEXT_KEYS]
     accepted = await ingest(
-        request.app[STORAGE], body, received_at, config.policy, agent_limiter=limiter
+        request.app[STORAGE],
+        body,
+        received_at,
+        config.policy,
+        agent_limiter=limiter,
+        context_keys=context_keys,
     )
     result = accepted.result
     request.app[METRICS].accepted(accepted.batch, result, received_at)
@@ -363,6 +374,7 @@ def create_app(
     app.router.add_get("/api/v1/collector-key", collector_key)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/control", control)
+    setup_whoami(app, app[COLLECTOR_KEY], config.geoip_paths, config.context_token_ttl)
     return app
 
 

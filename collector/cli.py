@@ -61,7 +61,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="apply pending schema migrations on start (SQLite always does)",
     )
     serve.add_argument(
-        "--key", type=Path, help="collector signing key (created if absent; default: beside the db)"
+        "--key",
+        "--key-file",
+        dest="key",
+        type=Path,
+        help="collector signing key for receipts and whoami tokens (created if absent, mode 0600;"
+        " default: beside the SQLite db). Collectors sharing a database share this file.",
     )
     serve.add_argument(
         "--max-age-days", type=float, default=30, help="oldest measurement accepted (days)"
@@ -95,6 +100,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     serve.add_argument("--control-ca-file", help="extra CA bundle the control helper trusts")
     serve.add_argument("--mmdb", help="ASN database (MMDB) for the control helper's answers")
+    serve.add_argument(
+        "--geoip",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MMDB",
+        help="MaxMind/DB-IP .mmdb file for GET /api/v1/whoami (repeat for City + ASN)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser(
@@ -190,6 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         address_rate=Rate(args.rate_per_address, max(1, int(args.rate_per_address * 5))),
         migrate=True if args.migrate else None,
         control=control,
+        geoip_paths=tuple(args.geoip),
     )
 
     def announce(address: str) -> None:

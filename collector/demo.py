@@ -181,6 +181,7 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
                     # The simulated web lives on loopback, a bogon range for real agents.
                     "--routable-prefix",
                     "127.0.0.0/8",
+                    "--accept-risks",  # the demo's agents are simulated volunteers
                 )
                 if code != 0:
                     return agent, code, "", err

@@ -8,6 +8,7 @@ the full schema of the payload, so an unauthenticated peer cannot make us parse 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from protocol import (
 from .errors import Conflict, Forbidden, TooManyRequests, Unprocessable, from_protocol_error
 from .ratelimit import RateLimiter, retry_after_header
 from .storage import Storage, StoreResult
+from .whoami import check_context_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,13 @@ def check_times(batch: Batch, now: datetime, policy: IngestPolicy) -> None:
 
 
 async def ingest_batch(
-    storage: Storage, body: bytes, now: datetime, policy: IngestPolicy
+    storage: Storage,
+    body: bytes,
+    now: datetime,
+    policy: IngestPolicy,
+    context_keys: Sequence[bytes] = (),
 ) -> StoreResult:
-    return (await ingest(storage, body, now, policy)).result
+    return (await ingest(storage, body, now, policy, context_keys=context_keys)).result
 
 
 async def ingest(
@@ -73,6 +79,7 @@ async def ingest(
     policy: IngestPolicy,
     *,
     agent_limiter: RateLimiter | None = None,
+    context_keys: Sequence[bytes] = (),
 ) -> Accepted:
     try:
         signed = decode_signed_batch(body, policy.limits)
@@ -96,6 +103,7 @@ async def ingest(
     except RemoteProtocolError as exc:
         raise from_protocol_error(exc) from exc
     check_times(batch, now, policy)
+    check_context_tokens(batch, context_keys)  # whoami tokens: forged or expired -> 4xx
     result = await storage.store_batch(signed, batch, now)
     if result.duplicate_batch:
         stored_hash = await storage.stored_batch_hash(batch.batch_id)

@@ -40,8 +40,9 @@ MAX_EXTRA_RESOLVERS: Final = 4
 MAX_FINGERPRINT_HITS: Final = 8
 
 TEST_WEB: Final = "web_connectivity"
-TEST_PULSE: Final = "pulse"  # one DNS query + one TCP connect per anchor: for shutdown detection
+TEST_PULSE: Final = "pulse"  # connectivity pulse: one DNS query + TCP connects to an anchor
 KNOWN_TESTS: Final = frozenset({TEST_WEB, TEST_PULSE})
+MAX_CONTEXT_TOKEN_LEN: Final = 1024
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -191,6 +192,9 @@ class NetworkContext:
     carrier: str  # carrier name as a human reads it
     network_type: NetworkType = NetworkType.UNKNOWN
     source: str = "self-reported"  # "self-reported" | "collector" (a signed whoami token)
+    # The collector-signed whoami token backing country/region/asn/carrier (protocol.context_token);
+    # present exactly when source == "collector". Optional on the wire: older messages lack it.
+    token: bytes | None = None
 
     _FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"country", "region", "asn", "carrier", "network_type", "source"}
@@ -207,9 +211,15 @@ class NetworkContext:
         )
         if self.source not in ("self-reported", "collector"):
             _fail(f"network.source has unknown value {self.source!r}")
+        if self.token is not None and (
+            not isinstance(self.token, bytes) or not 0 < len(self.token) <= MAX_CONTEXT_TOKEN_LEN
+        ):
+            _fail(f"network.token must be 1 to {MAX_CONTEXT_TOKEN_LEN} bytes of binary")
+        if (self.source == "collector") != (self.token is not None):
+            _fail('network.token is required with source "collector" and only then')
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "country": self.country,
             "region": self.region,
             "asn": self.asn,
@@ -217,12 +227,16 @@ class NetworkContext:
             "network_type": self.network_type.value,
             "source": self.source,
         }
+        if self.token is not None:  # absent rather than None: older messages keep their bytes
+            wire["token"] = self.token
+        return wire
 
     @classmethod
     def from_wire(cls, wire: object) -> NetworkContext:
         m = _as_map(wire, "network")
-        _no_extra_keys(m, cls._FIELDS, "network")
-        return cls(**{key: _field(m, key, "network") for key in sorted(cls._FIELDS)})
+        _no_extra_keys(m, cls._FIELDS | {"token"}, "network")
+        fields = {key: _field(m, key, "network") for key in sorted(cls._FIELDS)}
+        return cls(**fields, token=m.get("token"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -871,10 +885,14 @@ class Batch:
     created_at: datetime
     measurements: tuple[Measurement, ...]
     schema: int = SCHEMA_VERSION
+    # How many measurements this agent's spool has dropped unsent since it was created (cumulative,
+    # so a lost or repeated batch cannot skew the count). 0 is sent as an absent key (one form only).
+    dropped_total: int = 0
 
     def __post_init__(self) -> None:
         if type(self.schema) is not int or self.schema != SCHEMA_VERSION:
             _fail(f"batch schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})")
+        _check_int("batch.dropped_total", self.dropped_total, 0, 2**53)
         if not isinstance(self.batch_id, str) or not _HEX32.match(self.batch_id):
             _fail("batch.batch_id must be 32 lowercase hex characters")
         if not isinstance(self.agent_id, str) or not _HEX32.match(self.agent_id):
@@ -892,20 +910,29 @@ class Batch:
             uids.add(item.uid)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "schema": self.schema,
             "batch_id": self.batch_id,
             "agent_id": self.agent_id,
             "created_at": format_time(self.created_at),
             "measurements": [item.to_wire() for item in self.measurements],
         }
+        if self.dropped_total:
+            wire["dropped_total"] = self.dropped_total
+        return wire
 
     @classmethod
     def from_wire(cls, wire: object) -> Batch:
         m = _as_map(wire, "batch")
         _no_extra_keys(
-            m, frozenset({"schema", "batch_id", "agent_id", "created_at", "measurements"}), "batch"
+            m,
+            frozenset(
+                {"schema", "batch_id", "agent_id", "created_at", "measurements", "dropped_total"}
+            ),
+            "batch",
         )
+        if "dropped_total" in m and m["dropped_total"] == 0:
+            _fail("batch.dropped_total is sent only when it is positive")
         items = _as_list(
             _field(m, "measurements", "batch"), "batch.measurements", MAX_BATCH_MEASUREMENTS
         )
@@ -915,4 +942,5 @@ class Batch:
             agent_id=_field(m, "agent_id", "batch"),
             created_at=parse_time(_field(m, "created_at", "batch")),
             measurements=tuple(Measurement.from_wire(item) for item in items),
+            dropped_total=m.get("dropped_total", 0),
         )

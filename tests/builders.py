@@ -171,7 +171,13 @@ def measurements(draw: st.DrawFn, agent_id: str = KEY_A.agent_id) -> Measurement
             asn=draw(ASNS),
             carrier=draw(LINE_TEXT),
             network_type=draw(st.sampled_from(NetworkType)),
-            source=draw(st.sampled_from(["self-reported", "collector"])),
+            **draw(
+                st.just({"source": "self-reported"})
+                | st.builds(
+                    lambda token: {"source": "collector", "token": token},
+                    st.binary(min_size=1, max_size=64),
+                )
+            ),
         ),
         target=target(scope=draw(st.sampled_from(Scope))),
         verdict=draw(st.sampled_from(Verdict)),

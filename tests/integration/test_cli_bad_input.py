@@ -28,7 +28,7 @@ def agent_template(tmp_path_factory, vantage_in) -> Path:
     home.mkdir()
     config = root / "agent" / "agent.toml"
     result = vantage_in(home).run_sync(
-        "agent", "init", "--config", str(config), "--collector", "http://127.0.0.1:9",
+        "agent", "init", "--accept-risks", "--config", str(config), "--collector", "http://127.0.0.1:9",
         "--country", "XA", "--region", "XA-1", "--asn", "64500", "--carrier", "Test",
         "--network-type", "mobile", "--resolver", "127.0.0.1:53", "--no-register",
     )  # fmt: skip
@@ -71,7 +71,7 @@ async def test_init_refuses_to_overwrite(vantage, agent_config):
     key = agent_config.parent / "agent.key"
     before = key.read_bytes()
     result = await vantage(
-        "agent", "init", "--config", str(agent_config), "--collector", "http://127.0.0.1:9",
+        "agent", "init", "--accept-risks", "--config", str(agent_config), "--collector", "http://127.0.0.1:9",
         "--no-register",
     )  # fmt: skip
     assert_config_error(result, "already exists")
@@ -90,7 +90,9 @@ async def test_init_refuses_to_overwrite(vantage, agent_config):
 )
 async def test_init_bad_arguments(vantage, tmp_path, args, needle):
     config = tmp_path / "new" / "agent.toml"
-    result = await vantage("agent", "init", "--config", str(config), "--no-register", *args)
+    result = await vantage(
+        "agent", "init", "--accept-risks", "--config", str(config), "--no-register", *args
+    )
     assert_config_error(result, needle)
     assert not config.exists()
 
@@ -222,7 +224,7 @@ async def test_target_list_with_an_enormous_field(vantage, agent_config, tmp_pat
 async def test_init_with_bare_ipv6_resolver(vantage, tmp_path, resolver):
     config = tmp_path / "v6" / "agent.toml"
     result = await vantage(
-        "agent", "init", "--config", str(config), "--collector", "http://127.0.0.1:9",
+        "agent", "init", "--accept-risks", "--config", str(config), "--collector", "http://127.0.0.1:9",
         "--resolver", resolver, "--no-register",
     )  # fmt: skip
     assert result.code == 0, result
@@ -232,7 +234,7 @@ async def test_init_with_bare_ipv6_resolver(vantage, tmp_path, resolver):
 async def test_init_writes_a_private_key_even_with_umask_0(vantage, tmp_path):
     config = tmp_path / "open" / "agent.toml"
     process = await vantage.spawn(
-        "agent", "init", "--config", str(config), "--collector", "http://127.0.0.1:9",
+        "agent", "init", "--accept-risks", "--config", str(config), "--collector", "http://127.0.0.1:9",
         "--no-register", umask=0, stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await asyncio.wait_for(process.wait(), 30) == 0

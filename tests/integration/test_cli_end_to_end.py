@@ -91,6 +91,7 @@ async def init_agent(vantage, tmp_path: Path, collector_url: str, labnet: Any) -
     result = await vantage(
         "agent",
         "init",
+        "--accept-risks",
         "--config",
         str(config),
         "--collector",
@@ -162,13 +163,15 @@ async def test_init_once_and_aggregate(vantage, labnet, collector, tmp_path, db)
     document = result.json()
     assert document["agent_id"] == init["agent_id"]
     check_measurements(document, labnet, control=True)
-    assert document["upload"] == {
+    upload = document["upload"]
+    assert {k: upload[k] for k in ("batches", "stored", "duplicates", "left", "errors")} == {
         "batches": 1,
         "stored": 4,
         "duplicates": 0,
         "left": 0,
         "errors": [],
     }
+    assert upload["rejected"] == 0 and upload["collector"] == url
 
     assert await aggregate_rows(url) == EXPECTED_ROWS
     assert db.counts() == {"agents": 1, "batches": 1, "measurements": 4}
@@ -215,7 +218,8 @@ async def test_collector_down_keeps_the_batch_then_upload_dedupes(
 
     status = await vantage("agent", "status", "--config", str(config), "--json")
     assert status.code == 0, status
-    assert status.json()["spool"] == {"pending": 0, "outbox": 1, "corrupt": 0}
+    spool = status.json()["spool"]
+    assert (spool["pending"], spool["outbox"], spool["corrupt"]) == (0, 1, 0)
 
     backup = tmp_path / "backup.b"
     shutil.copy(spooled[0], backup)
@@ -225,7 +229,14 @@ async def test_collector_down_keeps_the_batch_then_upload_dedupes(
     collector["running"] = await start_collector(collector_config, port=port)
     result = await vantage("agent", "upload", "--config", str(config), "--json")
     assert result.code == 0, result
-    assert result.json() == {"batches": 1, "stored": 4, "duplicates": 0, "left": 0, "errors": []}
+    report = result.json()
+    assert {k: report[k] for k in ("batches", "stored", "duplicates", "left", "errors")} == {
+        "batches": 1,
+        "stored": 4,
+        "duplicates": 0,
+        "left": 0,
+        "errors": [],
+    }
     assert list(outbox.glob("*.b")) == []
     assert await aggregate_rows(url) == EXPECTED_ROWS
 
@@ -233,7 +244,14 @@ async def test_collector_down_keeps_the_batch_then_upload_dedupes(
     shutil.copy(backup, outbox / backup.name)
     result = await vantage("agent", "upload", "--config", str(config), "--json")
     assert result.code == 0, result
-    assert result.json() == {"batches": 1, "stored": 0, "duplicates": 4, "left": 0, "errors": []}
+    report = result.json()
+    assert {k: report[k] for k in ("batches", "stored", "duplicates", "left", "errors")} == {
+        "batches": 1,
+        "stored": 0,
+        "duplicates": 4,
+        "left": 0,
+        "errors": [],
+    }
     assert await aggregate_rows(url) == EXPECTED_ROWS
     assert db.counts() == {"agents": 1, "batches": 1, "measurements": 4}
 
@@ -249,7 +267,7 @@ async def test_no_upload_then_upload_registers_an_unknown_agent(
     url = collector["running"].url
     config = tmp_path / "agent.toml"
     result = await vantage(
-        "agent", "init", "--config", str(config), "--collector", url, *AGENT_ARGS,
+        "agent", "init", "--accept-risks", "--config", str(config), "--collector", url, *AGENT_ARGS,
         "--resolver", f"127.0.0.1:{labnet.dns.port}", "--routable-prefix", "127.0.0.0/8",
         "--no-register", "--json",
     )  # fmt: skip

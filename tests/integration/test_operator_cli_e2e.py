@@ -93,7 +93,7 @@ async def test_publish_fetch_measure_list_revoke(tmp_path: Path) -> None:
 
         config = tmp_path / "agent" / "agent.toml"
         await vantage_json(
-            "agent", "init", "--config", str(config), "--collector", collector_url, "--country", "XA",
+            "agent", "init", "--accept-risks", "--config", str(config), "--collector", collector_url, "--country", "XA",
             "--region", "XA-NORTH", "--asn", "64500", "--carrier", "MobiNet", "--network-type", "mobile",
             "--resolver", dns.address, "--operator-key", str(tmp_path / "ops.key.pub"),
             "--routable-prefix", "127.0.0.0/8", "--no-control",

@@ -72,7 +72,7 @@ async def test_pulse_command(tmp_path: Path) -> None:
 
     try:
         code, _ = await vantage(
-            "agent", "init", "--config", str(config), "--collector", "http://127.0.0.1:9",
+            "agent", "init", "--accept-risks", "--config", str(config), "--collector", "http://127.0.0.1:9",
             "--resolver", dns.address, "--routable-prefix", "127.0.0.0/8", "--no-register",
         )  # fmt: skip
         assert code == 0

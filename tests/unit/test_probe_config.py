@@ -56,7 +56,8 @@ def test_bad_probe_settings_name_the_key(tmp_path: Path, line: str, message: str
     write_config(_config(tmp_path, ProbeSettings()))
     path = tmp_path / "agent.toml"
     lines = [x for x in path.read_text().splitlines() if not x.startswith(line.split(" ")[0])]
-    path.write_text("\n".join([*lines, line]) + "\n")
+    at = lines.index("[probe]") + 1  # other tables may follow [probe]: put the line inside it
+    path.write_text("\n".join([*lines[:at], line, *lines[at:]]) + "\n")
     with pytest.raises(ConfigError, match=message):
         load_config(path)
 
