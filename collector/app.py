@@ -34,6 +34,7 @@ from . import __version__
 from .aggregate import parse_aggregate_query
 from .backends import open_storage, parse_storage_url
 from .control import ControlHelper, ControlSettings, parse_control_request
+from .detector import DetectorSettings
 from .errors import (
     BadRequest,
     CollectorError,
@@ -76,6 +77,11 @@ class CollectorConfig:
     address_rate: Rate = DEFAULT_ADDRESS_RATE
     migrate: bool | None = None  # None: the backend's default (SQLite yes, PostgreSQL no)
     control: ControlSettings = field(default_factory=ControlSettings)
+    # The disruption detector (collector/disruptions.py): seconds between passes (0: never), its
+    # thresholds, and webhook URLs told of every open/close (collector/alerts.py).
+    detect_interval: float = 60.0
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    webhooks: tuple[str, ...] = ()
 
     @property
     def resolved_key_path(self) -> Path:
@@ -189,6 +195,13 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/agents",
                 "POST /api/v1/batches",
                 "GET /api/v1/aggregate",
+                "GET /api/v1/timeseries",
+                "GET /api/v1/measurements",
+                "GET /api/v1/export",
+                "GET /api/v1/disruptions",
+                "GET /api/v1/disruptions.atom",
+                "GET /api/openapi.json",
+                "GET /api/docs",
                 "GET /api/v1/testlists",
                 "POST /api/v1/testlists",
                 "POST /api/v1/keysets",
@@ -310,13 +323,13 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 async def aggregate(request: web.Request) -> web.Response:
     query = parse_aggregate_query(request.query)
-    rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
     fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise BadRequest("format must be json or csv")
+    rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
     if fmt == "csv":
         columns = list(rows[0]) if rows else [*query.axes, "measurements"]
         return web.Response(text=rows_to_csv(rows, columns), content_type="text/csv")
-    if fmt != "json":
-        raise BadRequest("format must be json or csv")
     return web.json_response(
         {
             "axes": list(query.axes),
@@ -363,6 +376,9 @@ def create_app(
     app.router.add_get("/api/v1/collector-key", collector_key)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/control", control)
+    from .research_api import add_routes as add_research_routes
+
+    add_research_routes(app)
     return app
 
 
