@@ -76,9 +76,11 @@ async def test_webhook_gets_a_signed_alert_despite_a_failing_first_try(tmp_path:
     collector = await start_collector(config)
     try:
         await asyncio.wait_for(got.wait(), timeout=20)
-        async with aiohttp.ClientSession(collector.url) as http:
-            async with http.get("/api/v1/collector-key") as response:
-                public_key = base64.b64decode((await response.json())["public_key"])
+        async with (
+            aiohttp.ClientSession(collector.url) as http,
+            http.get("/api/v1/collector-key") as response,
+        ):
+            public_key = base64.b64decode((await response.json())["public_key"])
     finally:
         await collector.stop()
         await runner.cleanup()
@@ -91,5 +93,9 @@ async def test_webhook_gets_a_signed_alert_despite_a_failing_first_try(tmp_path:
     alert = json.loads(body)
     assert alert["event"] == "open"
     item = alert["disruption"]
-    assert (item["pattern"], item["region"], item["asn"]) == ("international_cut", "XA-NORTH", 64500)
+    assert (item["pattern"], item["region"], item["asn"]) == (
+        "international_cut",
+        "XA-NORTH",
+        64500,
+    )
     assert item["evidence"]["baseline_source"] == "peers"
