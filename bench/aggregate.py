@@ -199,7 +199,9 @@ def main() -> int:
     same = got == sorted(tuple(row) for row in expected)
     api_p50, duck_p50 = statistics.median(timings), statistics.median(duck_times)
     api_p95 = sorted(timings)[int(0.95 * (len(timings) - 1))]
-    print(f"rows: {args.rows:,} measurements, {agents} agents, {args.days} days; load {load_s:.0f} s")
+    print(
+        f"rows: {args.rows:,} measurements, {agents} agents, {args.days} days; load {load_s:.0f} s"
+    )
     print(f"rollup_hourly rows: {rollup_rows:,}; answer: {len(api_rows)} groups over 24 h")
     print(f"API (rollups, HTTP):       p50 {api_p50 * 1000:8.1f} ms   p95 {api_p95 * 1000:8.1f} ms")
     print(f"DuckDB (raw rows, Parquet): p50 {duck_p50 * 1000:8.1f} ms")
