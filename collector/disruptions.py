@@ -45,6 +45,27 @@ COLUMNS = (
 )
 
 
+#: What every item of ``GET /api/v1/disruptions`` carries: a contract other tools rely on.
+CONTRACT_FIELDS = (
+    "id",
+    "pattern",
+    "country",
+    "region",
+    "asn",
+    "carrier",
+    "network_type",
+    "scope",
+    "started_at",
+    "ended_at",
+    "severity",
+    "baseline",
+    "current",
+    "agents",
+    "evidence",
+    "updated_at",
+)
+
+
 def floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .aggregate import AXES
 from .detector import PATTERNS
+from .disruptions import CONTRACT_FIELDS
 
 JSON = "application/json"
 
@@ -88,24 +89,7 @@ def _op(
 
 DISRUPTION = {
     "type": "object",
-    "required": [
-        "id",
-        "pattern",
-        "country",
-        "region",
-        "asn",
-        "carrier",
-        "network_type",
-        "scope",
-        "started_at",
-        "ended_at",
-        "severity",
-        "baseline",
-        "current",
-        "agents",
-        "evidence",
-        "updated_at",
-    ],
+    "required": list(CONTRACT_FIELDS),
     "properties": {
         "id": {"type": "string"},
         "pattern": {"type": "string", "enum": list(PATTERNS)},

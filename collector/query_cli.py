@@ -137,22 +137,10 @@ async def _fetch(url: str, params: dict[str, str], out: Any = None) -> Any:
         raise QueryError(f"cannot reach collector at {url}: {exc}", 1) from exc
 
 
-DISRUPTION_COLUMNS = (
-    "pattern",
-    "country",
-    "region",
-    "asn",
-    "carrier",
-    "network_type",
-    "scope",
-    "domain",
-    "started_at",
-    "ended_at",
-    "severity",
-    "baseline",
-    "current",
-    "agents",
-)
+DISRUPTION_COLUMNS = [
+    *("pattern", "country", "region", "asn", "carrier", "network_type", "scope", "domain"),
+    *("started_at", "ended_at", "severity", "baseline", "current", "agents"),
+]
 MEASUREMENT_COLUMNS = (
     "measured_at",
     "country",

@@ -72,58 +72,42 @@ def failures_due(h: int, n: int) -> int:
     return round(rate * n)
 
 
+#: outcome -> (verdict, blocking, failure, DNS answers, DNS failure, HTTP result?, runtime)
+_SHAPES: dict[
+    str, tuple[Verdict, Blocking | None, str | None, tuple[str, ...], str | None, bool, float]
+] = {
+    "ok": (Verdict.OK, None, None, ("198.18.0.10",), None, True, 0.2),
+    "dns": (Verdict.ANOMALY, Blocking.DNS, F.DNS_NXDOMAIN, (), F.DNS_NXDOMAIN, False, 0.2),
+    "cut": (
+        Verdict.ANOMALY,
+        Blocking.TCP_IP,
+        F.GENERIC_TIMEOUT,
+        ("198.18.0.20",),
+        None,
+        False,
+        10.0,
+    ),
+    "down": (Verdict.FAILURE, None, F.GENERIC_TIMEOUT, (), F.GENERIC_TIMEOUT, False, 10.0),
+}
+_SHAPES["noise"] = _SHAPES["down"]
+
+
 def _measurement(
     key: SigningKey, at: datetime, network: NetworkContext, target: Target, outcome: str
 ) -> Measurement:
-    if outcome == "ok":
-        return Measurement(
-            new_uid(),
-            key.agent_id,
-            at,
-            0.2,
-            network,
-            target,
-            Verdict.OK,
-            dns=DnsResult("system", ("198.18.0.10",), None, 0.01),
-            http=HttpResult(target.url, 200, 1024, None, "Site", None, 0.1),
-        )
-    if outcome == "dns":
-        return Measurement(
-            new_uid(),
-            key.agent_id,
-            at,
-            0.2,
-            network,
-            target,
-            Verdict.ANOMALY,
-            blocking=Blocking.DNS,
-            failure=F.DNS_NXDOMAIN,
-            dns=DnsResult("system", (), F.DNS_NXDOMAIN, 0.01),
-        )
-    if outcome == "cut":
-        return Measurement(
-            new_uid(),
-            key.agent_id,
-            at,
-            10.0,
-            network,
-            target,
-            Verdict.ANOMALY,
-            blocking=Blocking.TCP_IP,
-            failure=F.GENERIC_TIMEOUT,
-            dns=DnsResult("system", ("198.18.0.20",), None, 0.01),
-        )
-    assert outcome in ("down", "noise")
+    verdict, blocking, failure, answers, dns_failure, http_ok, runtime = _SHAPES[outcome]
     return Measurement(
         new_uid(),
         key.agent_id,
         at,
-        10.0,
+        runtime,
         network,
         target,
-        Verdict.FAILURE,
-        failure=F.GENERIC_TIMEOUT,
-        dns=DnsResult("system", (), F.GENERIC_TIMEOUT, 5.0),
+        verdict,
+        blocking=blocking,
+        failure=failure,
+        dns=DnsResult("system", answers, dns_failure, 0.01),
+        http=HttpResult(target.url, 200, 1024, None, "Site", None, 0.1) if http_ok else None,
     )
 
 

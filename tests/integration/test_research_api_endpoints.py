@@ -20,7 +20,7 @@ from ingest_support import NETWORKS, TARGETS, measurement, registration_body, si
 
 from collector.app import CollectorConfig
 from collector.backends import open_storage
-from collector.disruptions import detect
+from collector.disruptions import CONTRACT_FIELDS, detect
 from collector.server import RunningCollector, start_collector
 from protocol import Batch, SigningKey, agent_id_for, canonical_decode, utc_now, verify
 from protocol.signing import DOMAIN_BATCH
@@ -179,6 +179,7 @@ async def test_disruptions_filters_and_atom_feed(storage_url: str, tmp_path: Pat
             contract |= {"scope", "started_at", "ended_at", "severity", "baseline", "current"}
             contract |= {"agents", "evidence", "updated_at"}
             assert contract <= set(item)
+            assert contract == set(CONTRACT_FIELDS)
             assert (item["pattern"], item["region"], item["asn"]) == ("international_cut", *cut)
             assert item["ended_at"] is None and item["carrier"] == "MobiNet"
             for query, count in [
