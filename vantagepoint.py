@@ -21,6 +21,7 @@ EPILOG = """examples:
   vantage agent init --collector URL --country IR --region IR-07 --asn 44244 --carrier Irancell
   vantage agent once --targets list.csv          measure once and upload
   vantage operator keygen --out ops.key          an operator key; then `vantage testlist --help`
+  vantage query disruptions --collector URL --active   named disruptions (researchers)
 
 exit codes: 0 ok, 1 error, 2 bad config or input, 3 measured but not uploaded (kept), 130 interrupted
 """
@@ -51,6 +52,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
         add_operator_commands(subparsers)
         add_testlist_commands(subparsers)
+    if first in (None, "query"):
+        from collector.query_cli import add_commands as add_query_commands
+
+        add_query_commands(subparsers)
     return parser
 
 

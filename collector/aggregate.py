@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from protocol import NetworkType, Scope, Verdict
+from protocol import Blocking, NetworkType, Scope, Verdict
 
 from .errors import BadRequest
 from .storage import AggregateQuery
@@ -82,6 +82,7 @@ FILTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "test": ("test", _text),
     "category": ("category", _text),
     "domain": ("host", _text),
+    "blocking": ("blocking", _choice(Blocking)),
 }
 
 

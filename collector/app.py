@@ -35,6 +35,7 @@ from . import __version__
 from .aggregate import build_aggregate_sql, parse_aggregate_query
 from .backends import open_storage, parse_storage_url
 from .control import ControlHelper, ControlSettings, parse_control_request
+from .detector import DetectorSettings
 from .errors import (
     BadRequest,
     CollectorError,
@@ -80,6 +81,11 @@ class CollectorConfig:
     control: ControlSettings = field(default_factory=ControlSettings)
     geoip_paths: tuple[Path, ...] = ()  # MaxMind/DB-IP .mmdb files (City/Country and ASN)
     context_token_ttl: timedelta = timedelta(hours=6)
+    # The disruption detector (collector/disruptions.py): seconds between passes (0: never), its
+    # thresholds, and webhook URLs told of every open/close (collector/alerts.py).
+    detect_interval: float = 60.0
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    webhooks: tuple[str, ...] = ()
 
     @property
     def resolved_key_path(self) -> Path:
@@ -193,6 +199,13 @@ async def index(request: web.Request) -> web.Response:
                 "POST /api/v1/agents",
                 "POST /api/v1/batches",
                 "GET /api/v1/aggregate",
+                "GET /api/v1/timeseries",
+                "GET /api/v1/measurements",
+                "GET /api/v1/export",
+                "GET /api/v1/disruptions",
+                "GET /api/v1/disruptions.atom",
+                "GET /api/openapi.json",
+                "GET /api/docs",
                 "GET /api/v1/testlists",
                 "POST /api/v1/testlists",
                 "POST /api/v1/keysets",
@@ -321,13 +334,13 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 async def aggregate(request: web.Request) -> web.Response:
     query = parse_aggregate_query(request.query)
-    rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
     fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise BadRequest("format must be json or csv")
+    rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
     if fmt == "csv":
         columns = list(rows[0]) if rows else build_aggregate_sql(query, lambda n: "?")[2]
         return web.Response(text=rows_to_csv(rows, columns), content_type="text/csv")
-    if fmt != "json":
-        raise BadRequest("format must be json or csv")
     return web.json_response(
         {
             "axes": list(query.axes),
@@ -375,6 +388,10 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/control", control)
     setup_whoami(app, app[COLLECTOR_KEY], config.geoip_paths, config.context_token_ttl)
+
+    from .research_api import add_routes as add_research_routes
+
+    add_research_routes(app)
     return app
 
 

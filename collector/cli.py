@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from .detector import DetectorSettings
     from .storage import Storage
 
 T = TypeVar("T")
@@ -28,7 +29,41 @@ EXAMPLES = """examples:
   vantage collector revoke 3f2a...e9 --db /var/lib/vantage/collector.db
   curl http://127.0.0.1:8080/api/v1/collector-key     # pin it in agents as collector_key
   curl 'http://127.0.0.1:8080/api/v1/aggregate?by=region,carrier,scope'
+  vantage collector serve --db collector.db --webhook https://alerts.example.org/vantage
+  vantage collector detect --db collector.db --at 2026-11-28T15:00Z --json
 """
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-agents",
+        type=int,
+        default=3,
+        help="distinct agents a bucket needs before anything is flagged (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-baseline",
+        type=int,
+        default=12,
+        help="hourly buckets of history before a series is judged on its own (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--baseline-hours",
+        type=int,
+        default=168,
+        help="sliding baseline window in hours (default: %(default)s, 7 days)",
+    )
+
+
+def detector_settings(args: argparse.Namespace) -> DetectorSettings:
+    from .detector import DetectorSettings
+
+    for name in ("min_agents", "min_baseline", "baseline_hours"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    return DetectorSettings(
+        window=args.baseline_hours, min_baseline=args.min_baseline, min_agents=args.min_agents
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,7 +143,36 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="MMDB",
         help="MaxMind/DB-IP .mmdb file for GET /api/v1/whoami (repeat for City + ASN)",
     )
+    serve.add_argument(
+        "--detect-interval",
+        type=float,
+        default=60,
+        metavar="SECONDS",
+        help="run the disruption detector this often (default: %(default)s; 0: never)",
+    )
+    serve.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST signed alerts here when a disruption opens or closes (repeatable)",
+    )
+    add_detector_options(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    detect = commands.add_parser(
+        "detect",
+        help="run one disruption-detection pass and print what changed",
+        description="Run the detector once over the database (what `serve` does every"
+        " --detect-interval seconds): open, update and close disruptions. --at replays a moment.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    detect.add_argument("--db", default="vantage-collector.db", help=DB_HELP)
+    detect.add_argument("--at", help="pretend it is this time (ISO 8601, UTC), default now")
+    detect.add_argument("--json", action="store_true")
+    add_detector_options(detect)
+    detect.set_defaults(handler=cmd_detect)
 
     migrate = commands.add_parser(
         "migrate",
@@ -161,6 +225,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .storage import StorageUnavailable
 
     try:
+        settings = detector_settings(args)
+        if args.detect_interval < 0:
+            raise ValueError("--detect-interval must be 0 or more seconds")
+        for url in args.webhook:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--webhook must be an http:// or https:// URL, got {url!r}")
         if args.control_resolver:
             parse_resolver(args.control_resolver)
         if args.mmdb:
@@ -204,6 +274,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         migrate=True if args.migrate else None,
         control=control,
         geoip_paths=tuple(args.geoip),
+        detect_interval=args.detect_interval,
+        detector=settings,
+        webhooks=tuple(args.webhook),
     )
 
     def announce(address: str) -> None:
@@ -278,6 +351,47 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             + ("revoked" if revoked else "was not found or already revoked")
         )
     return 0 if revoked else 1
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from protocol import utc_now
+
+    from .aggregate import parse_time_param
+    from .backends import StorageUrlError
+    from .disruptions import PassResult, detect
+    from .errors import BadRequest
+    from .migrations import SchemaMismatch
+    from .storage import StorageUnavailable
+
+    try:
+        settings = detector_settings(args)
+        at = parse_time_param("--at", args.at) or utc_now()
+    except (ValueError, BadRequest) as exc:
+        print(f"vantage: error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+
+    async def run(storage: Storage) -> PassResult:
+        return await detect(storage, at, settings)
+
+    try:
+        result = _with_storage(args.db, run, migrate=None)
+    except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        events = [{"event": kind, "disruption": item} for kind, item in result.events]
+        print(json.dumps({"at": at.isoformat(), "episodes": result.episodes, "events": events}))
+        return 0
+    print(f"detection pass at {at.isoformat()}: {result.episodes} episode(s) in the horizon")
+    for kind, item in result.events:
+        where = f"{item['country']} {item['region']} AS{item['asn']} {item['carrier']}"
+        domain = f" {item['domain']}" if item.get("domain") else ""
+        print(
+            f"  {kind:8} {item['pattern']}{domain} {where} ({item['network_type']})"
+            f" since {item['started_at']}"
+            + (f" until {item['ended_at']}" if item["ended_at"] else "")
+        )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ Two provinces, two carriers. The mobile carrier "MobiNet" (AS64500) in province 
 censoring resolver: international names get NXDOMAIN, REFUSED or a sinkhole address, domestic names
 resolve. Its fixed-line neighbour and MobiNet in XA-EAST are untouched. Three real agents (separate
 processes, real keys, real signed uploads) measure the same list; the collector's aggregate shows the
-international cut on one carrier in one province, and nothing elsewhere.
+international cut on one carrier in one province, and one pass of the collector's disruption detector
+names it (``international_cut``) and nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from protocol import utc_now
 from protocol.tables import render_table
 
 from .app import CollectorConfig
+from .backends import open_storage
 from .control import ControlSettings
+from .detector import DetectorSettings
+from .disruptions import detect
 from .labnet import LabDns, LabWeb, Site, Zone
 from .server import start_collector
 
@@ -96,30 +101,21 @@ def _targets_csv(web_port: int, internet: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_aggregate(rows: list[dict[str, Any]]) -> list[str]:
-    """Name what each (region, carrier) shows: domestic vs international reachability."""
-    places: dict[tuple[str, int, str], dict[str, float]] = {}
-    for row in rows:
-        ratio = row["ok"] / row["measurements"] if row["measurements"] else 0.0
-        places.setdefault((row["region"], row["asn"], row["carrier"]), {})[row["scope"]] = ratio
-    lines = []
-    for (region, asn, carrier), ratios in sorted(places.items()):
-        domestic, international = ratios.get("domestic"), ratios.get("international")
-        where = f"{region} AS{asn} {carrier}"
-        if (
-            domestic is not None
-            and international is not None
-            and domestic >= 0.8 > 0.5 > international
-        ):
-            lines.append(
-                f"{where}: international cut — domestic {domestic:.0%} reachable,"
-                f" international {international:.0%}"
-            )
-        elif all(value < 0.5 for value in ratios.values()):
-            lines.append(f"{where}: everything failing — outage, or a broken vantage point")
-        else:
-            lines.append(f"{where}: no disruption seen")
-    return lines
+#: One agent per (province, carrier) here, so the detector's "3 distinct agents" rule would flag
+#: nothing: the demo lowers it to 1 (never do that in production: one volunteer is not a province).
+DEMO_DETECTOR = DetectorSettings(min_agents=1)
+
+
+def describe_disruption(item: dict[str, Any]) -> str:
+    where = f"{item['region']} AS{item['asn']} {item['carrier']} ({item['network_type']})"
+    what = item["pattern"] + (f" of {item['domain']}" if item.get("domain") else "")
+    baseline = "" if item["baseline"] is None else f" vs baseline {item['baseline']:.0%}"
+    current = "" if item["current"] is None else f"{item['current']:.0%}"
+    source = item["evidence"].get("baseline_source", "")
+    return (
+        f"{where}: {what}, {item['severity']} — {item['scope']} success {current}{baseline}"
+        f" ({source}), since {item['started_at']}, {item['agents']} agent(s)"
+    )
 
 
 async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: TextIO) -> int:
@@ -140,7 +136,12 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
     # loopback targets allowed because this whole internet lives on 127.0.0.1.
     control = ControlSettings(lab=True, resolver=None if internet else honest.address)
     collector = await start_collector(
-        CollectorConfig(db_path=root / "collector.db", control=control)
+        CollectorConfig(
+            db_path=root / "collector.db",
+            control=control,
+            detector=DEMO_DETECTOR,
+            detect_interval=0,  # the demo runs its one pass itself, right after the uploads
+        )
     )
     try:
         say(f"collector    {collector.url}  (SQLite: {root / 'collector.db'})")
@@ -210,8 +211,19 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
             async with session.get(url) as response:
                 document = await response.json()
         rows = document["rows"]
+        storage = open_storage(root / "collector.db")
+        await storage.open()
+        try:
+            await detect(storage, utc_now(), DEMO_DETECTOR)
+        finally:
+            await storage.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{collector.url}/api/v1/disruptions") as response,
+        ):
+            disruptions = (await response.json())["disruptions"]
         if as_json:
-            print(json.dumps(document, indent=2), file=out)
+            print(json.dumps({**document, "disruptions": disruptions}, indent=2), file=out)
         else:
             say("\n== collector: GET /api/v1/aggregate?by=region,carrier,scope\n")
             table_rows = [
@@ -245,10 +257,18 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
                 )
             )
             say(
-                "\nReading it (the full detector comes with the analysis issue; this is a quick look):"
+                "\n== collector: one detection pass (`vantage collector detect`), then"
+                " GET /api/v1/disruptions"
             )
-            for line in read_aggregate(rows):
-                say("  " + line)
+            say(
+                "   (the detector wants 3 distinct agents per network before it flags anything;\n"
+                "    the demo has one per network, so it runs with --min-agents 1. With no history\n"
+                "    yet, each network is compared with its peers in the same country.)\n"
+            )
+            for item in disruptions:
+                say("  " + describe_disruption(item))
+            if not disruptions:
+                say("  no disruption detected")
             say(
                 f"Every row is backed by signed measurements stored verbatim in {root / 'collector.db'}."
             )

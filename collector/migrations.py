@@ -168,6 +168,44 @@ CREATE INDEX measurements_by_agent ON measurements (agent_id, measured_at);
 """
 
 
+def _disruption_tables(text: str, real: str, big: str) -> str:
+    # One row per detected disruption (collector/disruptions.py), rewritten as late data reshapes it;
+    # ``evidence`` is a JSON object of counts. ``disruption_events`` is the open/close/update log the
+    # Atom feed and webhooks are made from; ``seq`` orders it (the detector runs one pass at a time).
+    return f"""
+CREATE TABLE disruptions (
+    id           {text} PRIMARY KEY,
+    pattern      {text} NOT NULL,
+    country      {text} NOT NULL,
+    region       {text} NOT NULL,
+    asn          {big} NOT NULL,
+    carrier      {text} NOT NULL,
+    network_type {text} NOT NULL,
+    scope        {text} NOT NULL,
+    domain       {text} NOT NULL,
+    started_at   {text} NOT NULL,
+    ended_at     {text},
+    severity     {text} NOT NULL,
+    baseline     {real},
+    current      {real},
+    agents       {big} NOT NULL,
+    confirmed    {big} NOT NULL,
+    evidence     {text} NOT NULL,
+    opened_at    {text} NOT NULL,
+    updated_at   {text} NOT NULL
+);
+CREATE INDEX disruptions_by_start ON disruptions (started_at);
+CREATE INDEX disruptions_by_place ON disruptions (country, region, asn, network_type);
+CREATE TABLE disruption_events (
+    seq           {big} NOT NULL PRIMARY KEY,
+    disruption_id {text} NOT NULL,
+    kind          {text} NOT NULL,
+    at            {text} NOT NULL,
+    document      {text} NOT NULL
+);
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "agents, raw batches, narrow measurement rows", V1_SQLITE, V1_POSTGRESQL),
     Migration(
@@ -181,6 +219,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "operator key sets, signed test lists, agents' refusal reports",
         _operator_tables("TEXT", "BLOB", "INTEGER"),
         _operator_tables('TEXT COLLATE "C"', "BYTEA", "BIGINT"),
+    ),
+    Migration(
+        4,
+        "detected disruptions and their open/update/close log",
+        _disruption_tables("TEXT", "REAL", "INTEGER"),
+        _disruption_tables('TEXT COLLATE "C"', "DOUBLE PRECISION", "BIGINT"),
     ),
 )
 

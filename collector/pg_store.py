@@ -58,6 +58,12 @@ INSERT_MEASUREMENTS = (
 UPSERT_ROLLUPS = rollup_upsert_sql(_unnest([*ROLLUP_COLUMNS, "n"], _ROLLUP_TYPES))
 
 
+def dollar_placeholders(sql: str) -> str:
+    """``?`` placeholders (the portable form analysis modules write) as asyncpg's ``$1, $2, ...``."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+
 def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
@@ -320,3 +326,14 @@ class PostgresStorage:
             timeout=self.read_timeout,
         )
         return [AgentOverview(*row) for row in rows]
+
+    # --- analysis and research API (issue 6) -----------------------------------------------------
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows = await self.pool.fetch(dollar_placeholders(sql), *args, timeout=self.read_timeout)
+        return [tuple(row) for row in rows]
+
+    async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(dollar_placeholders(sql), *args)

@@ -417,3 +417,24 @@ class SqliteStorage:
             return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(sql)}
 
         return await self._read(work)
+
+    # --- analysis and research API (issue 6) -----------------------------------------------------
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in conn.execute(sql, list(args))]
+
+        return await self._read(work)
+
+    async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    conn.execute(sql, list(args))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._write(work)

@@ -135,3 +135,13 @@ class Storage(Protocol):
 
     async def agent_overview(self) -> list[AgentOverview]:
         """Every agent with last-seen, batch/measurement/refusal counts and latest context."""
+
+    # --- analysis and research API (issue 6) -----------------------------------------------------
+    # Modules that own their tables (collector/disruptions.py) or build whitelisted queries
+    # (collector/research.py) speak SQL written with ``?`` placeholders, portable to both backends.
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read query (``?`` placeholders), under the read time limit."""
+
+    async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run write statements (``?`` placeholders) in one transaction; return after the commit."""
