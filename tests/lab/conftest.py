@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab_host() -> None:
     ok, reason = labhost.available()
     require(ok, reason)
-    labhost.sweep_leftovers()
+    labhost.sweep_leftovers(include_own=True)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def lab(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
 @pytest.fixture(scope="session")
 def censored_agent(lab: Lab) -> LabAgent:
     """One agent on the mobile carrier in XA-NORTH: the subscriber every technique is tried on."""
-    return init_agents(lab, lab.client("north-mobile"))[0]
+    return init_agents(lab, lab.client("north-mobile"), "techniques")[0]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labtopo import COLLECTOR_URL, ISP_RESOLVER, LAB_PREFIX, BLOCKPAGE_IP, ClientNet, Lab
+from labtopo import BLOCKPAGE_IP, COLLECTOR_URL, ISP_RESOLVER, LAB_PREFIX, ClientNet, Lab
 
 PROBE_TIMEOUT = 2.0  # seconds per step: short, so blackholes cost little time
 #: What the lab's operator knows about its censor, in OONI's fingerprint format (as OONI's DB knows
@@ -42,7 +42,9 @@ class AgentRun:
         return {m["target"]["url"]: m for m in self.document.get("measurements", [])}
 
 
-def _vantage(ns: str, args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _vantage(
+    ns: str, args: Sequence[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["ip", "netns", "exec", ns, sys.executable, "-m", "vantagepoint", *args],
         stdout=subprocess.PIPE,
@@ -52,13 +54,14 @@ def _vantage(ns: str, args: Sequence[str], env: dict[str, str] | None = None) ->
     )
 
 
-def init_agents(lab: Lab, client: ClientNet, count: int = 1) -> list[LabAgent]:
-    """``vantage agent init`` for ``count`` agents in one subscriber network (registers them)."""
+def init_agents(lab: Lab, client: ClientNet, group: str, count: int = 1) -> list[LabAgent]:
+    """``vantage agent init`` for ``count`` agents in one subscriber network (registers them);
+    ``group`` names the test that owns them, so each test has agents of its own."""
     fingerprints = lab.workdir / "lab-fingerprints.csv"
     fingerprints.write_text(FINGERPRINTS)
     agents, started = [], []
     for n in range(count):
-        name = f"{client.key}-{n}"
+        name = f"{group}-{client.key}-{n}"
         config = lab.workdir / "agents" / name / "agent.toml"
         args = ["agent", "init", "--config", str(config), "--collector", COLLECTOR_URL]
         args += ["--country", client.country, "--region", client.region]

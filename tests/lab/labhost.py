@@ -28,7 +28,11 @@ def available() -> tuple[bool, str]:
     """Can this machine run the lab? (root, iproute2, iptables, dnsmasq)"""
     if os.geteuid() != 0:
         return False, "the lab needs root (network namespaces, veth, iptables)"
-    for tool, package in (("ip", "iproute2"), ("iptables", "iptables"), ("dnsmasq", "dnsmasq-base")):
+    for tool, package in (
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("dnsmasq", "dnsmasq-base"),
+    ):
         if shutil.which(tool) is None:
             return False, f"{tool} absent (Debian package {package})"
     return True, ""
@@ -108,15 +112,18 @@ def stray_links() -> list[str]:
     return [name for name in names if name.startswith(PREFIX)]
 
 
-def sweep_leftovers() -> list[str]:
+def sweep_leftovers(*, include_own: bool = False) -> list[str]:
     """Remove lab namespaces whose builder process is gone: what a killed run left behind.
 
     A concurrently running lab (another pytest on this machine) has a live builder and is left alone.
+    ``include_own`` (at session start, before this process built anything) also removes namespaces
+    named after this process's id: a killed run that happened to have the same pid.
     """
     removed = []
     for ns in lab_namespaces():
         match = _NAME.match(ns)
-        if match and _alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
+        builder = int(match.group(1)) if match else None
+        if builder is not None and _alive(builder) and not (include_own and builder == os.getpid()):
             continue
         remove_namespace(ns)
         removed.append(ns)

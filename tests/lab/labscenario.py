@@ -141,6 +141,11 @@ def applied(
 def active_rules(lab: Lab) -> list[str]:
     """Every rule in the lab's scenario chains (empty when the censor is idle)."""
     found = []
-    for role, table in (("censor", "filter"), ("censor", "nat"), ("dom", "filter"), ("intl", "filter")):
+    for role, table in (
+        ("censor", "filter"),
+        ("censor", "nat"),
+        ("dom", "filter"),
+        ("intl", "filter"),
+    ):
         found += [r for r in lab.rules(role, table).splitlines() if r != f"-N {CHAIN}"]
     return found

@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -208,8 +209,12 @@ class Lab:
             sh("ip", "-n", censor, "addr", "add", f"{address}/32", "dev", "lo")
         for i, client in enumerate(self.clients):
             self._link(self.client_iface(client), self.client_ns(client), f"198.18.{100 + i}")
-        self._link("dom", self.ns("dom"), "198.18.1", [s.ip for s in SITES if s.scope == "domestic"])
-        self._link("intl", self.ns("intl"), "198.19.1", [s.ip for s in SITES if s.scope != "domestic"])
+        self._link(
+            "dom", self.ns("dom"), "198.18.1", [s.ip for s in SITES if s.scope == "domestic"]
+        )
+        self._link(
+            "intl", self.ns("intl"), "198.19.1", [s.ip for s in SITES if s.scope != "domestic"]
+        )
         self._link("core", self.ns("core"), "198.18.200", [COLLECTOR_IP, HONEST_DNS])
         self._firewall()
         self._certificates()
@@ -289,7 +294,9 @@ class Lab:
             )
         )
         honest = [f"--host-record={s.host},{s.ip}" for s in SITES]
-        waiting.append(self._dnsmasq("dnsmasq-honest", "core", HONEST_DNS, ["--local=/test/", *honest]))
+        waiting.append(
+            self._dnsmasq("dnsmasq-honest", "core", HONEST_DNS, ["--local=/test/", *honest])
+        )
         waiting.append(self.start_isp_resolver({}))
         if self.with_collector:
             waiting.append(self._start_collector())
@@ -336,6 +343,12 @@ class Lab:
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10) as db:
             db.row_factory = sqlite3.Row
             return list(db.execute(query, params))
+
+    def stored(self, uids: Sequence[str], columns: str) -> dict[str, sqlite3.Row]:
+        """The collector's rows for these measurement uids, by uid (absent: not received)."""
+        marks = ",".join("?" * len(uids))
+        query = f"SELECT uid, {columns} FROM measurements WHERE uid IN ({marks})"
+        return {row["uid"]: row for row in self.db_rows(query, tuple(uids))}
 
     def api_get(self, path: str) -> Any:
         """GET a collector endpoint from inside the lab (the host itself has no route to it)."""

@@ -14,8 +14,8 @@ import labreport
 from labagent import LabAgent, run_agents, write_targets
 from labscenario import (
     Blackhole,
-    DnsLie,
     Divert,
+    DnsLie,
     Expect,
     ResetOnString,
     Scenario,
@@ -109,14 +109,7 @@ def test_technique_is_classified(lab: Lab, censored_agent: LabAgent, scenario: S
     assert run.code == 0, f"agent once exited {run.code}: {run.stderr}"
     assert run.document["upload"]["left"] == 0
     measured = run.by_url()
-    stored = {
-        row["url"]: row
-        for row in lab.db_rows(
-            "SELECT url, verdict, blocking, failure FROM measurements WHERE uid IN (%s)"
-            % ",".join("?" * len(measured)),
-            tuple(m["uid"] for m in measured.values()),
-        )
-    }
+    stored = lab.stored([m["uid"] for m in measured.values()], "verdict, blocking, failure")
     problems = []
     for e in expect:
         m = measured[e.url]
@@ -125,7 +118,7 @@ def test_technique_is_classified(lab: Lab, censored_agent: LabAgent, scenario: S
         labreport.record(scenario.name, e.url, wanted, observed)
         if observed != wanted:
             problems.append(f"{e.url}: expected {wanted}, observed {observed}; {m}")
-        row = stored[e.url]  # the collector stored what the agent signed
+        row = stored[m["uid"]]  # the collector stored what the agent signed
         if (row["verdict"], row["blocking"], row["failure"]) != (
             m["verdict"],
             m["blocking"],
@@ -141,7 +134,9 @@ def test_technique_is_classified(lab: Lab, censored_agent: LabAgent, scenario: S
 
 def test_redirect_hop_leads_to_the_censors_notice(lab: Lab, censored_agent: LabAgent) -> None:
     """The 302 is recorded hop by hop: the final page is the censor's, not the site's."""
-    targets = write_targets(lab.workdir / "redirect.csv", [("http://wiki.world.test/", "international")])
+    targets = write_targets(
+        lab.workdir / "redirect.csv", [("http://wiki.world.test/", "international")]
+    )
     with applied(lab, (Divert("wiki.world.test", 80, REDIRECT_IP),)):
         (run,) = run_agents([censored_agent], "once", "--targets", str(targets))
     http = run.by_url()["http://wiki.world.test/"]["http"]
