@@ -42,6 +42,15 @@ class AgentRun:
         return {m["target"]["url"]: m for m in self.document.get("measurements", [])}
 
 
+def _finish(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung agent must not outlive the test (the sweep would get it anyway)
+        out, err = process.communicate()
+        return out, err + f"\n(killed after {timeout} s)"
+
+
 def _vantage(
     ns: str, args: Sequence[str], env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
@@ -71,7 +80,7 @@ def init_agents(lab: Lab, client: ClientNet, group: str, count: int = 1) -> list
         agents.append(LabAgent(name, client, lab.client_ns(client), config))
         started.append(_vantage(lab.client_ns(client), args))
     for agent, process in zip(agents, started, strict=True):
-        out, err = process.communicate(timeout=60)
+        out, err = _finish(process, 60)
         if process.returncode != 0:
             raise RuntimeError(f"agent init {agent.name} failed: {err or out}")
         # The lab's settings a volunteer would not touch: a short step timeout and the operator's
@@ -93,7 +102,7 @@ def run_agents(
     ]
     runs = []
     for agent, process in zip(agents, started, strict=True):
-        out, err = process.communicate(timeout=timeout)
+        out, err = _finish(process, timeout)
         try:
             document = json.loads(out) if out.strip() else {}
         except json.JSONDecodeError:
