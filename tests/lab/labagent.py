@@ -72,7 +72,8 @@ def init_agents(lab: Lab, client: ClientNet, group: str, count: int = 1) -> list
     for n in range(count):
         name = f"{group}-{client.key}-{n}"
         config = lab.workdir / "agents" / name / "agent.toml"
-        args = ["agent", "init", "--config", str(config), "--collector", COLLECTOR_URL]
+        args = ["agent", "init", "--accept-risks", "--config", str(config)]
+        args += ["--collector", COLLECTOR_URL]
         args += ["--country", client.country, "--region", client.region]
         args += ["--asn", str(client.asn), "--carrier", client.carrier]
         args += ["--network-type", client.network_type, "--resolver", ISP_RESOLVER]
@@ -84,9 +85,10 @@ def init_agents(lab: Lab, client: ClientNet, group: str, count: int = 1) -> list
         if process.returncode != 0:
             raise RuntimeError(f"agent init {agent.name} failed: {err or out}")
         # The lab's settings a volunteer would not touch: a short step timeout and the operator's
-        # fingerprints of this censor ([probe] is the last table of the file init writes).
+        # fingerprints of this censor, written into the [probe] table (other tables follow it).
         text = agent.config.read_text().replace("timeout = 5.0", f"timeout = {PROBE_TIMEOUT}")
-        agent.config.write_text(text + f"fingerprints = {json.dumps(str(fingerprints))}\n")
+        line = f"fingerprints = {json.dumps(str(fingerprints))}"
+        agent.config.write_text(text.replace("[probe]\n", f"[probe]\n{line}\n", 1))
     return agents
 
 
