@@ -214,6 +214,10 @@ async def index(request: web.Request) -> web.Response:
                 "GET /api/v1/whoami",
                 "GET /healthz",
                 "GET /metrics",
+                "GET / (Accept: text/html): the dashboard",
+                "GET /dashboard/timeseries",
+                "GET /dashboard/disruptions",
+                "GET /dashboard/measurements",
             ],
         }
     )
@@ -376,7 +380,9 @@ def create_app(
         await app[STORAGE].close()
 
     app.cleanup_ctx.append(storage_ctx)
-    app.router.add_get("/", index)
+    from .dashboard import add_routes as add_dashboard_routes
+
+    add_dashboard_routes(app, index)  # "/": the dashboard for browsers, this JSON index otherwise
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/agents", register_agent)
     app.router.add_post("/api/v1/batches", upload_batch)

@@ -117,10 +117,112 @@ DISRUPTION = {
 }
 
 
+HTML_ERROR = {
+    "description": "an explained HTML error page",
+    "content": {"text/html": {"schema": {}}},
+}
+DASHBOARD_WINDOWS = ("6h", "24h", "48h", "7d", "30d", "90d")
+
+
+def _html(summary: str, parameters: list[dict[str, Any]], description: str = "") -> dict[str, Any]:
+    return _op(
+        summary,
+        "dashboard",
+        {"200": _ok("page", "text/html"), "400": HTML_ERROR, "404": HTML_ERROR},
+        parameters,
+        description=description,
+    )
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {**_param(name, description), "in": "path", "required": True}
+
+
+def dashboard_paths() -> dict[str, dict[str, Any]]:
+    """The dashboard's HTML pages (collector/dashboard/): same data as the JSON endpoints."""
+    window = [
+        _param("window", "time window", _enum(*DASHBOARD_WINDOWS)),
+        _param("until", "end of the window (ISO 8601)"),
+    ]
+    return {
+        "/dashboard/timeseries": {
+            "GET": _html(
+                "Time series of a selection, disruptions shaded (HTML of /api/v1/timeseries)",
+                [*PLACE, _param("interval", "bucket width", _enum("hour", "day")), *window],
+            )
+        },
+        "/dashboard/disruptions": {
+            "GET": _html(
+                "Disruption feed with evidence and links (HTML of /api/v1/disruptions)",
+                [
+                    _param("active", "only active or ended", _enum("true", "false")),
+                    _param("pattern", "named pattern", _enum(*PATTERNS)),
+                    *PLACE,
+                    _param("scope", "scope", _enum("international", "domestic", "all")),
+                ],
+            )
+        },
+        "/dashboard/measurements": {
+            "GET": _html(
+                "Measurement search (HTML of /api/v1/measurements)",
+                [*PLACE, *TARGET, *WINDOW, _param("cursor", "next page")],
+            )
+        },
+        "/dashboard/measurements/{uid}": {
+            "GET": _html(
+                "One measurement step by step, its batch signature verified again",
+                [_path_param("uid", "measurement uid (32 hex)")],
+            )
+        },
+        "/dashboard/static/{name}": {
+            "GET": _op(
+                "The dashboard's stylesheet and script (shipped in the package)",
+                "dashboard",
+                {
+                    "200": {
+                        "description": "asset",
+                        "content": {
+                            "text/css": {"schema": {}},
+                            "text/javascript": {"schema": {}},
+                            "image/svg+xml": {"schema": {}},
+                        },
+                    },
+                    "404": ERROR,
+                },
+                [_path_param("name", "dashboard.css, dashboard.js or favicon.svg")],
+            )
+        },
+    }
+
+
 def build_spec() -> dict[str, Any]:
     g = "GET"
     paths: dict[str, dict[str, Any]] = {
-        "/": {g: _op("Service name, version and endpoint list", "service", {"200": _ok("index")})},
+        "/": {
+            g: _op(
+                "The dashboard's overview (browsers), or the service index as JSON",
+                "dashboard",
+                {
+                    "200": {
+                        "description": "HTML when Accept lists text/html, else the JSON index",
+                        "content": {"text/html": {"schema": {}}, JSON: {"schema": {}}},
+                    },
+                    "400": HTML_ERROR,
+                },
+                [
+                    _param("network_type", "access network type", _enum(*NETWORK_TYPES)),
+                    _param("country", "ISO 3166-1 alpha-2 country code"),
+                    _param("window", "time window", _enum(*DASHBOARD_WINDOWS)),
+                    _param(
+                        "until", "end of the window (ISO 8601); default: the current hour's end"
+                    ),
+                ],
+                description="Province x carrier heatmap of the success ratio, domestic and"
+                " international side by side. Scripts that do not ask for text/html get the JSON"
+                " service index (name, version, endpoints), as before the dashboard existed.",
+            )
+        },
+        **dashboard_paths(),
         "/healthz": {
             g: _op("Liveness: the database answers", "service", {"200": _ok("ok"), "500": ERROR})
         },
