@@ -208,6 +208,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="also measure a few real public sites with the system resolver (needs internet)",
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the demo collector running afterwards and print its dashboard URL (Ctrl-C stops)",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="port for the demo collector (default: any free port)"
+    )
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -397,6 +405,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return asyncio.run(
-        run_demo(workdir=args.workdir, as_json=args.json, internet=args.internet, out=sys.stdout)
+    demo = run_demo(
+        workdir=args.workdir,
+        as_json=args.json,
+        internet=args.internet,
+        out=sys.stdout,
+        serve=args.serve,
+        port=args.port,
     )
+    try:
+        return asyncio.run(demo)
+    except KeyboardInterrupt:  # --serve ends with Ctrl-C: the demo cleaned up in its finally
+        return 0

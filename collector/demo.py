@@ -118,7 +118,15 @@ def describe_disruption(item: dict[str, Any]) -> str:
     )
 
 
-async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: TextIO) -> int:
+async def run_demo(
+    *,
+    workdir: Path | None,
+    as_json: bool,
+    internet: bool,
+    out: TextIO,
+    serve: bool = False,
+    port: int = 0,
+) -> int:
 
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vantage-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -141,7 +149,8 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
             control=control,
             detector=DEMO_DETECTOR,
             detect_interval=0,  # the demo runs its one pass itself, right after the uploads
-        )
+        ),
+        port=port,
     )
     try:
         say(f"collector    {collector.url}  (SQLite: {root / 'collector.db'})")
@@ -279,6 +288,14 @@ async def run_demo(*, workdir: Path | None, as_json: bool, internet: bool, out: 
         if failed or total != expected:
             say(f"\ndemo incomplete: {total} of {expected} measurements reached the collector")
             return 1
+        if serve:
+            # On stderr in --json mode, so stdout stays one JSON document.
+            print(
+                f"\ndashboard    {collector.url}/  (open it in a browser; Ctrl-C stops the demo)",
+                file=sys.stderr if as_json else out,
+                flush=True,
+            )
+            await asyncio.Event().wait()
         return 0
     finally:
         await collector.stop()
