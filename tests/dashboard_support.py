@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from analysis_support import REGIONS, TARGETS
 
 from collector.app import CollectorConfig
 from collector.backends import open_storage
@@ -50,19 +51,12 @@ from protocol import (
 from protocol import failures as F
 from protocol.messages import TlsResult
 
-REGIONS = ("XA-01", "XA-02", "XA-03")
 CARRIERS = ((64500, "MobiNet", "mobile"), (64501, "FiberLine", "wired"))
 NETWORKS = {
     (region, asn): NetworkContext("XA", region, asn, name, kind)
     for region in REGIONS
     for asn, name, kind in CARRIERS
 }
-TARGETS = (
-    Target("https://news.domestic.test/", "domestic", "NEWS"),
-    Target("https://bank.domestic.test/", "domestic", "FINANCE"),
-    Target("https://news.world.test/", "international", "NEWS"),
-    Target("https://social.world.test/", "international", "GRP"),
-)
 HOURS = 6
 REPEATS = 2
 CUT = ("XA-01", 64500)

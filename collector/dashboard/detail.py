@@ -36,84 +36,75 @@ def _failure(value: str | None) -> str:
     )
 
 
+def _step(name: str, heading: str, headers: list[str], rows: list[list[str]], absent: str) -> str:
+    """One step's section: a table of what the agent recorded, or why the step did not run."""
+    content = table(heading, headers, rows) if rows else f"<p>{esc(absent)}</p>"
+    return f"<section class=step data-step={name}><h3>{esc(heading)}</h3>{content}</section>"
+
+
 def steps(m: Measurement) -> str:
-    parts = []
-    if m.dns is not None:
-        dns_rows = [
-            [
-                f"<code>{esc(d.resolver)}</code>",
-                esc(", ".join(d.answers) or "no addresses"),
-                _failure(d.failure),
-                _seconds(d.runtime),
-            ]
-            for d in (m.dns, *m.dns_extra)
+    dns = [
+        [
+            f"<code>{esc(d.resolver)}</code>",
+            esc(", ".join(d.answers) or "no addresses"),
+            _failure(d.failure),
+            _seconds(d.runtime),
         ]
-        parts.append(
-            "<section class=step data-step=dns><h3>DNS</h3>"
-            + table("DNS lookups", ["resolver", "answers", "failure", "time"], dns_rows)
-            + "</section>"
-        )
-    else:
-        parts.append("<section class=step data-step=dns><h3>DNS</h3><p>Not run.</p></section>")
-    tcp_rows = [
+        for d in ((m.dns, *m.dns_extra) if m.dns is not None else ())
+    ]
+    tcp = [
         [f"<code>{esc(t.ip)}:{t.port}</code>", _failure(t.failure), _seconds(t.runtime)]
         for t in m.tcp
     ]
-    parts.append(
-        "<section class=step data-step=tcp><h3>TCP connect</h3>"
-        + (
-            table("TCP connections", ["endpoint", "failure", "time"], tcp_rows)
-            if tcp_rows
-            else "<p>Not run (no address to connect to, or the test does not connect).</p>"
-        )
-        + "</section>"
-    )
-    if m.tls is not None:
-        t = m.tls
-        tls_rows = [
-            [
-                f"<code>{esc(t.ip)}:{t.port}</code>",
-                esc(t.server_name),
-                esc(t.version or ""),
-                esc(t.cipher or ""),
-                _failure(t.failure),
-                _seconds(t.runtime),
-            ]
+    tls = [
+        [
+            f"<code>{esc(t.ip)}:{t.port}</code>",
+            esc(t.server_name),
+            esc(t.version or ""),
+            esc(t.cipher or ""),
+            _failure(t.failure),
+            _seconds(t.runtime),
         ]
-        tls = table(
+        for t in ((m.tls,) if m.tls is not None else ())
+    ]
+    http = [
+        [
+            f"<code>{esc(h.url)}</code>",
+            esc("" if h.status is None else h.status),
+            esc(h.title or ""),
+            esc("" if h.body_length is None else f"{h.body_length} bytes"),
+            _failure(h.failure),
+            _seconds(h.runtime),
+        ]
+        for h in ((m.http,) if m.http is not None else ())
+    ]
+    parts = [
+        _step("dns", "DNS", ["resolver", "answers", "failure", "time"], dns, "Not run."),
+        _step(
+            "tcp",
+            "TCP connect",
+            ["endpoint", "failure", "time"],
+            tcp,
+            "Not run (no address to connect to, or the test does not connect).",
+        ),
+        _step(
+            "tls",
             "TLS handshake",
             ["endpoint", "server name (SNI)", "version", "cipher", "failure", "time"],
-            tls_rows,
-        )
-    else:
-        tls = "<p>Not run (plain HTTP, or no TCP connection succeeded).</p>"
-    parts.append(f"<section class=step data-step=tls><h3>TLS</h3>{tls}</section>")
-    if m.http is not None:
-        h = m.http
-        http_rows = [
-            [
-                f"<code>{esc(h.url)}</code>",
-                esc(h.status if h.status is not None else ""),
-                esc(h.title or ""),
-                esc("" if h.body_length is None else f"{h.body_length} bytes"),
-                _failure(h.failure),
-                _seconds(h.runtime),
-            ]
-        ]
-        http = table(
-            "HTTP request",
+            tls,
+            "Not run (plain HTTP, or no TCP connection succeeded).",
+        ),
+        _step(
+            "http",
+            "HTTP",
             ["URL fetched", "status", "page title", "body", "failure", "time"],
-            http_rows,
-        )
-        if h.redirects:
-            http += (
-                "<p>Redirects: "
-                + " → ".join(f"<code>{esc(r.url)}</code> ({r.status})" for r in h.redirects)
-                + "</p>"
-            )
-    else:
-        http = "<p>Not run (an earlier step failed).</p>"
-    parts.append(f"<section class=step data-step=http><h3>HTTP</h3>{http}</section>")
+            http,
+            "Not run (an earlier step failed).",
+        ),
+    ]
+    if m.http is not None and m.http.redirects:
+        hops = " → ".join(f"<code>{esc(r.url)}</code> ({r.status})" for r in m.http.redirects)
+        parts.append(f"<p>Redirects before the final response: {hops}</p>")
     if m.fingerprints:
         hits = ", ".join(f"{esc(f.name)} ({esc(f.location)})" for f in m.fingerprints)
         parts.append(f"<section class=step><h3>Blockpage fingerprints</h3><p>{hits}</p></section>")

@@ -115,6 +115,12 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def open_overview(watched: Watched, live: tuple[LiveCollector, datetime]) -> Any:
+    collector, start = live
+    watched.page.goto(f"{collector.url}/?window=24h&until={until_of(start)}")
+    return watched.page
+
+
 def cells(page: Any) -> dict[tuple[str, int, str], dict[str, Any]]:
     found = page.eval_on_selector_all(
         "table.heatmap td.cell",
@@ -133,9 +139,8 @@ def api_json(url: str) -> Any:
 def test_heatmap_shows_the_known_dataset_on_desktop_and_phone(
     watched: Watched, live: tuple[LiveCollector, datetime]
 ) -> None:
-    collector, start = live
-    page = watched.page
-    page.goto(f"{collector.url}/?window=24h&until={until_of(start)}")
+    collector = live[0]
+    page = open_overview(watched, live)
     assert page.title() == "Overview · Vantage"
     assert page.get_attribute("html", "lang") == "en"
     shown = cells(page)
@@ -168,9 +173,7 @@ def test_heatmap_shows_the_known_dataset_on_desktop_and_phone(
 def test_network_type_filter_lives_in_the_url(
     watched: Watched, live: tuple[LiveCollector, datetime]
 ) -> None:
-    collector, start = live
-    page = watched.page
-    page.goto(f"{collector.url}/?window=24h&until={until_of(start)}")
+    page = open_overview(watched, live)
     page.select_option("#f-network_type", "mobile")
     page.focus("form.filters button")
     page.keyboard.press("Enter")
@@ -187,9 +190,7 @@ def test_network_type_filter_lives_in_the_url(
 def test_keyboard_reaches_skip_link_navigation_controls_and_cells(
     watched: Watched, live: tuple[LiveCollector, datetime]
 ) -> None:
-    collector, start = live
-    page = watched.page
-    page.goto(f"{collector.url}/?window=24h&until={until_of(start)}")
+    page = open_overview(watched, live)
     reached = []
     for _ in range(20):
         page.keyboard.press("Tab")

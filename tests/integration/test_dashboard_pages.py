@@ -91,6 +91,13 @@ def attribute_urls(page: str) -> list[str]:
     return re.findall(r"(?:href|src|action)\s*=\s*['\"]?([^'\"\s>]+)", page)
 
 
+async def first_detail(url: str) -> str:
+    """The path of the newest measurement's page, as the search page links it."""
+    _, _, listing, _ = await get(url + "/dashboard/measurements?limit=1")
+    (detail,) = re.findall(r"href='(/dashboard/measurements/[0-9a-f]{32})'", listing)
+    return str(detail)
+
+
 async def test_pages_and_assets_answer_with_the_right_types_and_headers(
     filled: tuple[RunningCollector, Path],
 ) -> None:
@@ -125,8 +132,7 @@ async def test_no_page_or_asset_points_to_another_host(
     filled: tuple[RunningCollector, Path],
 ) -> None:
     running, _ = filled
-    _, _, listing, _ = await get(running.url + "/dashboard/measurements?limit=1")
-    (detail,) = re.findall(r"href='(/dashboard/measurements/[0-9a-f]{32})'", listing)
+    detail = await first_detail(running.url)
     measured = {target.url for target in TARGETS}
     for path in (*PAGES, detail, "/api/docs"):
         _, _, page, _ = await get(running.url + path)
@@ -182,8 +188,7 @@ async def test_an_altered_batch_is_shown_as_not_verifying(
     filled: tuple[RunningCollector, Path],
 ) -> None:
     running, db = filled
-    _, _, listing, _ = await get(running.url + "/dashboard/measurements?limit=1")
-    (detail,) = re.findall(r"href='(/dashboard/measurements/[0-9a-f]{32})'", listing)
+    detail = await first_detail(running.url)
     _, _, page, _ = await get(running.url + detail)
     assert "data-signature=verified" in page and "data-step=tls" in page
     with sqlite3.connect(db) as connection:
