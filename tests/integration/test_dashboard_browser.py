@@ -170,6 +170,47 @@ def test_heatmap_shows_the_known_dataset_on_desktop_and_phone(
     shoot(page, "overview-phone")
 
 
+#: WCAG 2 contrast of every element's own text against the first opaque background behind it.
+CONTRAST = """() => {
+  const rgb = c => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = e => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !e.getClientRects().length || e.closest('.sr, svg')) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(background(e))];
+    out.push([e.tagName + '.' + e.className, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+  }
+  return out;
+}"""
+
+
+def test_text_contrast_meets_wcag_aa_on_every_view(
+    watched: Watched, live: tuple[LiveCollector, datetime]
+) -> None:
+    collector, start = live
+    for path in (
+        f"/?until={until_of(start)}",
+        f"/dashboard/timeseries?region={CUT[0]}&asn={CUT[1]}&until={until_of(start)}",
+        "/dashboard/disruptions",
+        "/dashboard/measurements",
+    ):
+        watched.page.goto(collector.url + path)
+        ratios = watched.page.evaluate(CONTRAST)
+        assert len(ratios) > 20
+        low = [(name, round(ratio, 2)) for name, ratio in ratios if ratio < 4.5]
+        assert low == [], path
+
+
 def test_network_type_filter_lives_in_the_url(
     watched: Watched, live: tuple[LiveCollector, datetime]
 ) -> None:
