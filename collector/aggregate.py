@@ -16,7 +16,7 @@ from typing import Any
 from protocol import Blocking, NetworkType, Scope, Verdict
 
 from .errors import BadRequest
-from .storage import AggregateQuery
+from .storage import AggregateQuery, AggregateSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +126,8 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(days=30), now + timedelta(minutes=10)
 
 
-#: How each axis reads from ``rollup_hourly``. Axes absent here (domain, category) are not rollup
-#: dimensions (their cardinality would make the rollup as big as the raw table), so a query grouping or
+#: How each axis reads from the rollup tables. Axes absent here (domain, category) are not rollup
+#: dimensions (their cardinality would make the rollups as big as the raw table), so a query grouping or
 #: filtering on them falls back to the raw ``measurements`` rows.
 ROLLUP_AXES: dict[str, str | None] = {
     "country": None,  # None: the same column as in the raw rows
@@ -142,6 +142,9 @@ ROLLUP_AXES: dict[str, str | None] = {
     "day": "substr(bucket, 1, 10) || 'T00:00:00Z'",
 }
 ROLLUP_FILTERS = frozenset({"country", "region", "asn", "network_type", "scope", "verdict", "test"})
+#: What ``rollup_agents`` can split distinct agents by (it has no test, verdict or blocking).
+AGENT_AXES = frozenset({"country", "region", "carrier", "network_type", "scope", "hour", "day"})
+AGENT_FILTERS = frozenset({"country", "region", "asn", "network_type", "scope"})
 
 
 def _on_the_hour(moment: datetime | None) -> bool:
@@ -158,15 +161,69 @@ def answerable_from_rollups(query: AggregateQuery) -> bool:
     )
 
 
+def cheapest_source(query: AggregateQuery) -> AggregateSource:
+    """``split`` (rollup_counts + rollup_agents, both small) when the agents table can answer,
+    else ``hourly`` (rollup_hourly) when the rollups can, else ``raw``."""
+    if not answerable_from_rollups(query):
+        return "raw"
+    if set(query.axes) <= AGENT_AXES and set(query.filters) <= AGENT_FILTERS:
+        return "split"
+    return "hourly"
+
+
 def build_aggregate_sql(
-    query: AggregateQuery, placeholder: Callable[[int], str], *, from_raw: bool = False
+    query: AggregateQuery,
+    placeholder: Callable[[int], str],
+    *,
+    source: AggregateSource | None = None,
 ) -> tuple[str, list[Any], list[str]]:
     """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter.
 
-    Reads ``rollup_hourly`` when ``answerable_from_rollups(query)``, else the raw rows; both give the
-    same numbers (a property the storage tests check on both backends); ``from_raw`` forces raw rows.
+    Reads from ``cheapest_source(query)`` unless ``source`` names another; every source gives the
+    same rows, in the same order, with the same types (a property the storage tests check on both
+    backends). ``ValueError`` if ``source`` cannot answer the query.
     """
-    rollup = not from_raw and answerable_from_rollups(query)
+    best = cheapest_source(query)
+    source = source or best
+    if _RANK[source] < _RANK[best]:
+        raise ValueError(f"the {source} source cannot answer this query")
+    args: list[Any] = []
+    if source == "raw":
+        return _grouped(query, "measurements", False, _RAW_COUNTS, placeholder, args)
+    if source == "hourly":
+        return _grouped(query, "rollup_hourly", True, _ROLLUP_COUNTS, placeholder, args)
+    # Two small grouped reads joined on the output columns: counts without agents, distinct agents
+    # without counts. Every rollup_agents row has rollup_counts rows in the same group (both are
+    # written from the same measurements), so the inner join loses nothing.
+    counts_sql, _, names = _grouped(
+        query, "rollup_counts", True, _ROLLUP_COUNTS[:-1], placeholder, args, order=False
+    )
+    agents_sql, _, agent_names = _grouped(
+        query, "rollup_agents", True, _ROLLUP_COUNTS[-1:], placeholder, args, order=False,
+        extras=False,
+    )  # fmt: skip
+    keys = [name for name in agent_names if name != "agents"]
+    join = f"JOIN a USING ({', '.join(keys)})" if keys else "CROSS JOIN a"
+    outputs = [*names, "agents"]
+    sql = f"WITH c AS ({counts_sql}), a AS ({agents_sql}) SELECT {', '.join(outputs)} FROM c {join}"
+    if keys:
+        sql += " ORDER BY " + ", ".join(keys)
+    return sql, args, outputs
+
+
+def _grouped(
+    query: AggregateQuery,
+    table: str,
+    rollup: bool,
+    counts: list[tuple[str, str]],
+    placeholder: Callable[[int], str],
+    args: list[Any],
+    *,
+    order: bool = True,
+    extras: bool = True,
+) -> tuple[str, list[Any], list[str]]:
+    """One grouped SELECT over ``table`` (raw rows, or a rollup when ``rollup``); appends its bound
+    parameters to ``args``."""
     select: list[str] = []
     group: list[str] = []
     names: list[str] = []
@@ -177,14 +234,13 @@ def build_aggregate_sql(
             select.append(f"{expr} AS {out}")
             group.append(expr)
             names.append(out)
-        for out, expr in axis.extra:
+        for out, expr in axis.extra if extras else ():
             select.append(f"{expr} AS {out}")
             names.append(out)
-    for out, expr in _ROLLUP_COUNTS if rollup else _RAW_COUNTS:
+    for out, expr in counts:
         select.append(f"{expr} AS {out}")
         names.append(out)
     where: list[str] = []
-    args: list[Any] = []
     for name, value in query.filters.items():
         args.append(value)
         where.append(f"{FILTERS[name][0]} = {placeholder(len(args))}")
@@ -195,12 +251,17 @@ def build_aggregate_sql(
     if query.until is not None:
         args.append(query.until.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         where.append(f"{time_column} < {placeholder(len(args))}")
-    sql = f"SELECT {', '.join(select)} FROM {'rollup_hourly' if rollup else 'measurements'}"
+    sql = f"SELECT {', '.join(select)} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     if group:
-        sql += " GROUP BY " + ", ".join(group) + " ORDER BY " + ", ".join(group)
+        sql += " GROUP BY " + ", ".join(group)
+        if order:
+            sql += " ORDER BY " + ", ".join(group)
     return sql, args, names
+
+
+_RANK: dict[AggregateSource, int] = {"split": 0, "hourly": 1, "raw": 2}
 
 
 def _verdict_sum(verdict: str, weight: str) -> str:

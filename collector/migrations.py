@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rollups import ROLLUP_COLUMNS, ROLLUP_FROM_RAW
+from .rollups import AGENTS, COUNTS, ROLLUP_COLUMNS, ROLLUP_FROM_RAW, Rollup
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +206,27 @@ CREATE TABLE disruption_events (
 """
 
 
+def _narrow_rollups(text: str, big: str, clustered: str) -> str:
+    # rollup_counts drops the agent from rollup_hourly's key (so it stays the size of the places x
+    # hours, whatever the fleet), and rollup_agents keeps only what distinct-agent counts need.
+    # ``clustered`` makes SQLite store rows in key order (bucket first): a time range is one
+    # sequential read with no second lookup per row.
+    def table(rollup: Rollup) -> str:
+        columns = ",\n    ".join(
+            f"{name} {big if name == 'asn' else text} NOT NULL" for name in rollup.columns
+        )
+        return f"""
+CREATE TABLE {rollup.table} (
+    {columns},
+    n {big} NOT NULL,
+    PRIMARY KEY ({", ".join(rollup.columns)})
+){clustered};
+{rollup.backfill_sql()}
+"""
+
+    return table(COUNTS) + table(AGENTS)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "agents, raw batches, narrow measurement rows", V1_SQLITE, V1_POSTGRESQL),
     Migration(
@@ -225,6 +246,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "detected disruptions and their open/update/close log",
         _disruption_tables("TEXT", "REAL", "INTEGER"),
         _disruption_tables('TEXT COLLATE "C"', "DOUBLE PRECISION", "BIGINT"),
+    ),
+    Migration(
+        5,
+        "hourly rollups without the agent (counts) and of agents alone, backfilled from raw rows",
+        _narrow_rollups("TEXT", "INTEGER", " WITHOUT ROWID"),
+        _narrow_rollups('TEXT COLLATE "C"', "BIGINT", ""),
     ),
 )
 

@@ -22,18 +22,13 @@ from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import (
-    ROLLUP_COLUMNS,
-    ROLLUP_FROM_RAW,
-    RollupKey,
-    rollup_increments,
-    rollup_upsert_sql,
-)
+from .rollups import HOURLY, ROLLUPS, Rollup, increments, row_rollup_key
 from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
 from .storage import (
     AgentOverview,
     AgentRecord,
     AggregateQuery,
+    AggregateSource,
     StorageUnavailable,
     StoreResult,
 )
@@ -55,7 +50,9 @@ INSERT_MEASUREMENTS = (
     f"INSERT INTO measurements ({MEASUREMENT_COLUMNS}) {_unnest(_COLUMNS, _MEASUREMENT_TYPES)}"
     " ON CONFLICT (uid) DO NOTHING RETURNING uid"
 )
-UPSERT_ROLLUPS = rollup_upsert_sql(_unnest([*ROLLUP_COLUMNS, "n"], _ROLLUP_TYPES))
+UPSERT_ROLLUP = {
+    rollup: rollup.upsert_sql(_unnest([*rollup.columns, "n"], _ROLLUP_TYPES)) for rollup in ROLLUPS
+}
 
 
 def dollar_placeholders(sql: str) -> str:
@@ -175,10 +172,11 @@ class PostgresStorage:
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
         received = format_time(received_at)
-        ordered = sorted(batch.measurements, key=lambda m: m.uid)
-        columns = _columns_of(
-            [measurement_row(m, batch.batch_id, received) for m in ordered], len(_COLUMNS)
+        ordered = sorted(
+            (measurement_row(m, batch.batch_id, received) for m in batch.measurements),
+            key=lambda row: str(row[0]),
         )
+        columns = _columns_of(ordered, len(_COLUMNS))
         for attempt in range(_RETRIES):
             try:
                 return await self._store_once(signed, batch, received, ordered, columns)
@@ -193,7 +191,7 @@ class PostgresStorage:
         signed: SignedBatch,
         batch: Batch,
         received: str,
-        ordered: list[Any],
+        ordered: list[tuple[Any, ...]],
         columns: list[list[Any]],
     ) -> StoreResult:
         total = len(ordered)
@@ -206,18 +204,18 @@ class PostgresStorage:
             if inserted is None:
                 return StoreResult(batch.batch_id, 0, total, duplicate_batch=True)
             new_uids = {row[0] for row in await conn.fetch(INSERT_MEASUREMENTS, *columns)}
-            fresh = [m for m in ordered if m.uid in new_uids]
-            increments = rollup_increments(fresh)
-            if increments:
-                await conn.execute(
-                    UPSERT_ROLLUPS, *_columns_of(increments, len(ROLLUP_COLUMNS) + 1)
-                )
+            fresh = [row for row in ordered if row[0] in new_uids]
+            if fresh:
+                for rollup, added in increments(map(row_rollup_key, fresh)).items():
+                    await conn.execute(
+                        UPSERT_ROLLUP[rollup], *_columns_of(added, len(rollup.columns) + 1)
+                    )
         return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
 
     async def aggregate(
-        self, query: AggregateQuery, *, from_raw: bool = False
+        self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", from_raw=from_raw)
+        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", source=source)
         rows = await self.pool.fetch(sql, *args, timeout=self.read_timeout)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -229,12 +227,10 @@ class PostgresStorage:
         assert row is not None
         return {"agents": row[0], "batches": row[1], "measurements": row[2]}
 
-    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
-        sql = (
-            ROLLUP_FROM_RAW
-            if recompute
-            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
-        )
+    async def rollups(
+        self, *, recompute: bool = False, rollup: Rollup = HOURLY
+    ) -> dict[tuple[Any, ...], int]:
+        sql = rollup.from_raw if recompute else rollup.select_all
         rows = await self.pool.fetch(sql, timeout=self.read_timeout)
         return {tuple(row[:-1]): int(row[-1]) for row in rows}
 

@@ -1,16 +1,24 @@
 """Hourly rollups: the counts aggregates read instead of raw rows, updated in the ingest transaction.
 
-A rollup row is keyed by ``ROLLUP_COLUMNS`` (hour bucket, place, carrier, network type, scope, test,
-verdict, blocking, agent) and holds ``n``, the number of measurements with that key. Both backends
-compute the increments of a batch here, in Python, from the rows they actually inserted (so a
-duplicate never counts twice), and ``ROLLUP_FROM_RAW`` recomputes the whole table from raw rows (used
-by the backfill migration and by the consistency check).
+Three tables, each keyed by some of the measurement's dimensions and holding ``n``, the number of
+measurements with that key:
+
+* ``rollup_hourly`` (hour, place, carrier, network type, scope, test, verdict, blocking, agent): answers
+  any grouping of those columns, distinct agents included, but the agent in its key keeps it large;
+* ``rollup_counts``: the same without the agent, so it does not grow with the fleet (counts only);
+* ``rollup_agents`` (hour, place, network type, scope, agent): which agents measured there, for
+  distinct-agent counts beside ``rollup_counts`` when no test/verdict/blocking split is asked for.
+
+Both backends compute the increments of a batch here, in Python, from the rows they actually inserted
+(so a duplicate never counts twice), and ``Rollup.from_raw`` recomputes a table from raw rows (used by
+the backfill migrations and by the consistency checks).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from protocol import Measurement, format_time
@@ -32,13 +40,56 @@ ROLLUP_COLUMNS: Final = (
 #: measured_at is fixed-width ISO text, so its first 13 characters name the hour in any SQL dialect.
 HOUR_OF_MEASURED_AT: Final = "substr(measured_at, 1, 13) || ':00:00Z'"
 
-ROLLUP_FROM_RAW: Final = (
-    f"SELECT {HOUR_OF_MEASURED_AT}, country, region, asn, carrier, network_type, scope, test,"
-    " verdict, COALESCE(blocking, ''), agent_id, COUNT(*) FROM measurements"
-    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
-)
+#: How each rollup column is computed from a raw ``measurements`` row.
+_RAW_EXPRESSIONS: Final = {"bucket": HOUR_OF_MEASURED_AT, "blocking": "COALESCE(blocking, '')"}
 
 RollupKey = tuple[str, str, str, int, str, str, str, str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One rollup table: its name and key columns (a subset of ``ROLLUP_COLUMNS``, in that order)."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    @property
+    def from_raw(self) -> str:
+        """SELECT of ``(key..., n)`` recomputed from raw rows."""
+        exprs = ", ".join(_RAW_EXPRESSIONS.get(c, c) for c in self.columns)
+        groups = ", ".join(str(i) for i in range(1, len(self.columns) + 1))
+        return f"SELECT {exprs}, COUNT(*) FROM measurements GROUP BY {groups}"
+
+    @property
+    def select_all(self) -> str:
+        return f"SELECT {', '.join(self.columns)}, n FROM {self.table}"
+
+    def upsert_sql(self, source: str) -> str:
+        """Add ``source`` (a VALUES list or a SELECT of key columns and n) to the table."""
+        keys = ", ".join(self.columns)
+        return (
+            f"INSERT INTO {self.table} ({keys}, n) {source}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET n = {self.table}.n + excluded.n"
+        )
+
+    def backfill_sql(self) -> str:
+        return f"INSERT INTO {self.table} ({', '.join(self.columns)}, n) {self.from_raw};"
+
+
+HOURLY: Final = Rollup("rollup_hourly", ROLLUP_COLUMNS)
+COUNTS: Final = Rollup("rollup_counts", ROLLUP_COLUMNS[:-1])
+AGENTS: Final = Rollup(
+    "rollup_agents",
+    ("bucket", "country", "region", "asn", "network_type", "scope", "agent_id"),
+)
+ROLLUPS: Final = (HOURLY, COUNTS, AGENTS)
+
+ROLLUP_FROM_RAW: Final = HOURLY.from_raw
+
+# Where each rollup's key columns sit in the hourly key, to derive the narrower keys from it.
+_POSITIONS: Final = {
+    rollup.table: tuple(ROLLUP_COLUMNS.index(c) for c in rollup.columns) for rollup in ROLLUPS
+}
 
 
 def hour_bucket(measured_at: str) -> str:
@@ -61,16 +112,38 @@ def rollup_key(m: Measurement) -> RollupKey:
     )
 
 
-def rollup_increments(stored: Iterable[Measurement]) -> list[tuple[Any, ...]]:
-    """``(key..., n)`` rows for the measurements just stored, sorted so that concurrent writers take
-    row locks in the same order (no deadlock between two collectors on one PostgreSQL)."""
-    counts = Counter(rollup_key(m) for m in stored)
-    return [(*key, n) for key, n in sorted(counts.items())]
-
-
-def rollup_upsert_sql(source: str) -> str:
-    """Add ``source`` (a VALUES list or a SELECT of key columns and n) to the rollups."""
+def row_rollup_key(row: Sequence[Any]) -> RollupKey:
+    """The hourly key of a ``measurements`` row (collector/sqlite_store.py ``measurement_row``);
+    cheaper than ``rollup_key`` because the row has the time formatted already."""
     return (
-        f"INSERT INTO rollup_hourly ({', '.join(ROLLUP_COLUMNS)}, n) {source}"
-        f" ON CONFLICT ({', '.join(ROLLUP_COLUMNS)}) DO UPDATE SET n = rollup_hourly.n + excluded.n"
+        row[3][:13] + ":00:00Z",
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[14],
+        row[5],
+        row[16],
+        row[17] or "",
+        row[2],
     )
+
+
+def increments(keys: Iterable[RollupKey]) -> dict[Rollup, list[tuple[Any, ...]]]:
+    """``(key..., n)`` rows for every rollup table, given the hourly keys of the rows just stored.
+
+    Each list is sorted, so concurrent writers take row locks in the same order (no deadlock between
+    two collectors on one PostgreSQL); tables are always written in ``ROLLUPS`` order for the same
+    reason."""
+    hourly: Counter[tuple[Any, ...]] = Counter(keys)
+    out: dict[Rollup, list[tuple[Any, ...]]] = {}
+    for rollup in ROLLUPS:
+        counts = hourly
+        if rollup is not HOURLY:
+            positions = _POSITIONS[rollup.table]
+            counts = Counter()
+            for key, n in hourly.items():
+                counts[tuple(key[i] for i in positions)] += n
+        out[rollup] = [(*key, n) for key, n in sorted(counts.items())]
+    return out

@@ -26,14 +26,8 @@ from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import (
-    ROLLUP_COLUMNS,
-    ROLLUP_FROM_RAW,
-    RollupKey,
-    rollup_increments,
-    rollup_upsert_sql,
-)
-from .storage import AgentOverview, AgentRecord, AggregateQuery, StoreResult
+from .rollups import HOURLY, ROLLUPS, Rollup, increments, row_rollup_key
+from .storage import AgentOverview, AgentRecord, AggregateQuery, AggregateSource, StoreResult
 
 T = TypeVar("T")
 
@@ -75,6 +69,15 @@ def measurement_row(m: Measurement, batch_id: str, received_at: str) -> tuple[An
         m.runtime,
     )
 
+
+INSERT_MEASUREMENT = (
+    f"INSERT INTO measurements ({MEASUREMENT_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
+)
+UPSERT_ROLLUP = {
+    rollup: rollup.upsert_sql(f"VALUES ({', '.join('?' * (len(rollup.columns) + 1))})")
+    for rollup in ROLLUPS
+}
 
 BATCH_COLUMNS = "batch_id, agent_id, received_at, payload, signature, payload_sha256, measurements"
 
@@ -240,11 +243,6 @@ class SqliteStorage:
     ) -> StoreResult:
         received = format_time(received_at)
         rows = {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements}
-        insert = (
-            f"INSERT INTO measurements ({MEASUREMENT_COLUMNS})"
-            f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
-        )
-        upsert = rollup_upsert_sql(f"VALUES ({', '.join('?' * (len(ROLLUP_COLUMNS) + 1))})")
 
         def work(conn: sqlite3.Connection) -> StoreResult:
             conn.execute("BEGIN IMMEDIATE")
@@ -265,9 +263,10 @@ class SqliteStorage:
                         list(rows),
                     )
                 }
-                fresh = [m for m in batch.measurements if m.uid not in seen]
-                conn.executemany(insert, [rows[m.uid] for m in fresh])
-                conn.executemany(upsert, rollup_increments(fresh))
+                fresh = [row for uid, row in rows.items() if uid not in seen]
+                conn.executemany(INSERT_MEASUREMENT, fresh)
+                for rollup, added in increments(map(row_rollup_key, fresh)).items():
+                    conn.executemany(UPSERT_ROLLUP[rollup], added)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -279,9 +278,9 @@ class SqliteStorage:
         return await self._write(work)
 
     async def aggregate(
-        self, query: AggregateQuery, *, from_raw: bool = False
+        self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: "?", from_raw=from_raw)
+        sql, args, names = build_aggregate_sql(query, lambda n: "?", source=source)
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
@@ -406,14 +405,12 @@ class SqliteStorage:
 
         return await self._read(work)
 
-    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
-        sql = (
-            ROLLUP_FROM_RAW
-            if recompute
-            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
-        )
+    async def rollups(
+        self, *, recompute: bool = False, rollup: Rollup = HOURLY
+    ) -> dict[tuple[Any, ...], int]:
+        sql = rollup.from_raw if recompute else rollup.select_all
 
-        def work(conn: sqlite3.Connection) -> dict[RollupKey, int]:
+        def work(conn: sqlite3.Connection) -> dict[tuple[Any, ...], int]:
             return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(sql)}
 
         return await self._read(work)
