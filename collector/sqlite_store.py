@@ -6,7 +6,9 @@ applies pending migrations on open unless told not to.
 All writes go through a single-thread executor (SQLite allows one writer; queueing them here instead of
 in SQLite's busy handler keeps latency predictable). Readers use separate connections, so with WAL they
 never block ingest. A batch and its measurement rows are committed in one transaction, and ``store_batch``
-returns only after that commit: the HTTP acknowledgement is never ahead of the disk.
+returns only after that commit: the HTTP acknowledgement is never ahead of the disk. Batches that queue
+up while a commit is being synced share the next transaction (group commit, each in its own savepoint),
+so concurrent uploads pay for one fsync between them rather than one each.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +99,20 @@ def batch_row(signed: SignedBatch, batch: Batch, received_at: str) -> tuple[Any,
     )
 
 
+#: At most this many batches share one commit (bounds a transaction's size and the wait behind it).
+GROUP_COMMIT_MAX = 64
+
+
+@dataclass(slots=True)
+class _PendingStore:
+    """A batch waiting for the writer, and what became of it."""
+
+    batch_row: tuple[Any, ...]
+    rows: dict[str, tuple[Any, ...]]
+    result: StoreResult | None = None
+    error: BaseException | None = None
+
+
 class SqliteStorage:
     def __init__(
         self, path: Path | str, *, read_timeout: float = 10.0, migrate: bool = True
@@ -109,6 +127,7 @@ class SqliteStorage:
         self._write_conn: sqlite3.Connection | None = None
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._pending: deque[_PendingStore] = deque()  # appended by the loop, taken by the writer
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -242,40 +261,70 @@ class SqliteStorage:
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
         received = format_time(received_at)
-        rows = {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements}
+        pending = _PendingStore(
+            batch_row(signed, batch, received),
+            {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements},
+        )
+        self._pending.append(pending)
+        # This job commits every store queued by then (ours included, unless an earlier job already
+        # took it): one transaction and one fsync for what arrived while the last commit was on
+        # its way to disk. Either way ours is committed, or has failed, when the job returns.
+        await self._write(self._commit_pending)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None, "a queued store was neither committed nor failed"
+        return pending.result
 
-        def work(conn: sqlite3.Connection) -> StoreResult:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(
-                    f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    batch_row(signed, batch, received),
-                )
-                if cur.rowcount == 0:
-                    conn.execute("ROLLBACK")
-                    return StoreResult(batch.batch_id, 0, len(rows), duplicate_batch=True)
-                # One writer holds the write lock, so what is absent now is still absent at INSERT:
-                # only those rows are inserted and only they count in the rollups.
-                seen = {
-                    uid
-                    for (uid,) in conn.execute(
-                        f"SELECT uid FROM measurements WHERE uid IN ({', '.join('?' * len(rows))})",
-                        list(rows),
-                    )
-                }
-                fresh = [row for uid, row in rows.items() if uid not in seen]
-                conn.executemany(INSERT_MEASUREMENT, fresh)
-                for rollup, added in increments(map(row_rollup_key, fresh)).items():
-                    conn.executemany(UPSERT_ROLLUP[rollup], added)
-                conn.execute("COMMIT")
-            except BaseException:
+    def _commit_pending(self, conn: sqlite3.Connection) -> None:
+        group: list[_PendingStore] = []
+        while self._pending and len(group) < GROUP_COMMIT_MAX:
+            group.append(self._pending.popleft())
+        if not group:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in group:
+                # A savepoint per batch: one batch failing (a constraint, say) fails alone.
+                conn.execute("SAVEPOINT store")
+                try:
+                    item.result = self._store_one(conn, item)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO store")
+                    item.error = exc
+                conn.execute("RELEASE store")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            for item in group:  # nothing of the group is on disk: nobody gets a result
+                item.result = None
+                item.error = exc if isinstance(exc, Exception) else RuntimeError("store aborted")
+            if not isinstance(exc, Exception):
                 raise
-            return StoreResult(
-                batch.batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False
-            )
 
-        return await self._write(work)
+    @staticmethod
+    def _store_one(conn: sqlite3.Connection, item: _PendingStore) -> StoreResult:
+        batch_id, rows = item.batch_row[0], item.rows
+        cur = conn.execute(
+            f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            item.batch_row,
+        )
+        if cur.rowcount == 0:
+            return StoreResult(batch_id, 0, len(rows), duplicate_batch=True)
+        # One writer holds the write lock, so what is absent now is still absent at INSERT: only
+        # those rows are inserted and only they count in the rollups.
+        seen = {
+            uid
+            for (uid,) in conn.execute(
+                f"SELECT uid FROM measurements WHERE uid IN ({', '.join('?' * len(rows))})",
+                list(rows),
+            )
+        }
+        fresh = [row for uid, row in rows.items() if uid not in seen]
+        conn.executemany(INSERT_MEASUREMENT, fresh)
+        for rollup, added in increments(map(row_rollup_key, fresh)).items():
+            conn.executemany(UPSERT_ROLLUP[rollup], added)
+        return StoreResult(batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False)
 
     async def aggregate(
         self, query: AggregateQuery, *, source: AggregateSource | None = None

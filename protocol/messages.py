@@ -101,6 +101,14 @@ def _check_host(name: str, value: object) -> None:
 
 
 def _enum(kind: type[T], name: str, value: object) -> T:
+    # The value map first: Enum's own lookup costs microseconds, and this runs several times per
+    # measurement. A miss (or an unhashable value) takes the ordinary path and its error.
+    try:
+        member = kind._value2member_map_.get(value)  # type: ignore[attr-defined]
+    except TypeError:
+        member = None
+    if member is not None:
+        return cast(T, member)
     try:
         return kind(value)  # type: ignore[call-arg]
     except ValueError:
@@ -124,13 +132,20 @@ def _as_list(value: object, where: str, max_len: int) -> list[Any]:
         raise LocalProtocolError(f"{where} must be a list")
     if len(value) > max_len:
         raise LocalProtocolError(f"{where} has more than {max_len} items")
-    return list(value)
+    return value if type(value) is list else list(value)
 
 
 def _no_extra_keys(wire: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    extra = set(wire) - allowed
+    extra = wire.keys() - allowed
     if extra:
         raise LocalProtocolError(f"{where} has unknown fields: {', '.join(sorted(extra))}")
+
+
+def _require(wire: Mapping[str, Any], keys: frozenset[str], where: str) -> None:
+    """Every key of ``keys`` is present (one set operation; the message names the first missing)."""
+    missing = keys - wire.keys()
+    if missing:
+        raise LocalProtocolError(f"{where}.{min(missing)} is missing")
 
 
 def _opt(wire: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -180,6 +195,10 @@ def new_uid() -> str:
 
 
 # --- the envelope --------------------------------------------------------------------------------
+
+_NETWORK_KEYS: Final = frozenset(
+    {"country", "region", "asn", "carrier", "network_type", "source", "token"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +253,17 @@ class NetworkContext:
     @classmethod
     def from_wire(cls, wire: object) -> NetworkContext:
         m = _as_map(wire, "network")
-        _no_extra_keys(m, cls._FIELDS | {"token"}, "network")
-        fields = {key: _field(m, key, "network") for key in sorted(cls._FIELDS)}
-        return cls(**fields, token=m.get("token"))
+        _no_extra_keys(m, _NETWORK_KEYS, "network")
+        _require(m, cls._FIELDS, "network")
+        return cls(
+            m["country"],
+            m["region"],
+            m["asn"],
+            m["carrier"],
+            m["network_type"],
+            m["source"],
+            m.get("token"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +271,8 @@ class Target:
     url: str
     scope: Scope
     category: str = "MISC"
+    # The URL's host, worked out once here (``host`` is read for every stored row and wire form).
+    _host: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_text("target.url", self.url, MAX_URL_LEN, empty=False)
@@ -254,16 +283,16 @@ class Target:
             raise LocalProtocolError(
                 f"target.url is not a valid URL ({exc}): {self.url!r}"
             ) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
             _fail(f"target.url must be an http(s) URL with a host: {self.url!r}")
+        object.__setattr__(self, "_host", host)
         object.__setattr__(self, "scope", _enum(Scope, "target.scope", self.scope))
         _check_text("target.category", self.category, 16, empty=False)
 
     @property
     def host(self) -> str:
-        host = urlsplit(self.url).hostname
-        assert host is not None
-        return host
+        return self._host
 
     @property
     def port(self) -> int:
@@ -831,10 +860,8 @@ class Measurement:
     def from_wire(cls, wire: object) -> Measurement:
         m = _as_map(wire, "measurement")
         _no_extra_keys(m, cls._KEYS, "measurement")
-
-        def get(key: str) -> Any:
-            return _field(m, key, "measurement")
-
+        _require(m, _MEASUREMENT_REQUIRED, "measurement")
+        get = m.__getitem__
         dns, http = get("dns"), get("http")
         tls, control = _opt(m, "tls", None), _opt(m, "control", None)
         hits = []
@@ -874,6 +901,10 @@ class Measurement:
             ),
             fingerprints=tuple(hits),
         )
+
+
+#: Keys every measurement carries; the others were added later and may be absent (``_opt``).
+_MEASUREMENT_REQUIRED: Final = Measurement._KEYS - {"tls", "control", "dns_extra", "fingerprints"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,28 @@ async def test_concurrent_writers_are_exact(storage: Storage) -> None:
     assert set((await assert_rollups_match_raw(storage)).values()) == {110}
 
 
+async def test_a_failing_batch_fails_alone(storage: Storage) -> None:
+    """Concurrent stores may share a transaction (SQLite's group commit): one batch that the database
+    refuses (here: its agent is unknown, a foreign-key violation) must not take the others down."""
+    keys = [await registered(storage) for _ in range(4)]
+    stranger = SigningKey.generate()  # never registered
+    goods = [batch_of(k, [measurement(k, at=HOUR) for _ in range(5)]) for k in keys]
+    bad = batch_of(stranger, [measurement(stranger, at=HOUR)])
+    stores = [
+        storage.store_batch(sign_batch(k, b), b, utc_now())
+        for k, b in zip(keys, goods, strict=True)
+    ]
+    stores.insert(2, storage.store_batch(sign_batch(stranger, bad), bad, utc_now()))
+    results = await asyncio.gather(*stores, return_exceptions=True)
+    assert isinstance(results[2], Exception)
+    assert [r.stored for r in results if not isinstance(r, BaseException)] == [5, 5, 5, 5]
+    assert await storage.counts() == {"agents": 4, "batches": 4, "measurements": 20}
+    assert set((await assert_rollups_match_raw(storage)).values()) == {20}
+    # and the writer keeps working
+    again = await store(storage, keys[0], [measurement(keys[0], at=HOUR)])
+    assert again.stored == 1
+
+
 #: (query, the cheapest source that can answer it)
 QUERIES = [
     ({}, "split"),
