@@ -196,7 +196,7 @@ def build_aggregate_sql(
     # without counts. Every rollup_agents row has rollup_counts rows in the same group (both are
     # written from the same measurements), so the inner join loses nothing.
     counts_sql, _, names = _grouped(
-        query, "rollup_counts", True, _ROLLUP_COUNTS[:-1], placeholder, args, order=False
+        query, "rollup_counts", True, _COUNTS_COLUMNS, placeholder, args, order=False
     )
     agents_sql, _, agent_names = _grouped(
         query, "rollup_agents", True, _ROLLUP_COUNTS[-1:], placeholder, args, order=False,
@@ -275,10 +275,20 @@ _RAW_COUNTS = [
     *((v, _verdict_sum(v, "1")) for v in _VERDICTS),
     ("agents", "COUNT(DISTINCT agent_id)"),
 ]
+# rollup_counts holds each verdict's count in a column of its own.
+_COUNTS_COLUMNS = [
+    (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+    for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
+]
 # The same figures from rollups: the CASTs keep PostgreSQL's SUM(bigint) an integer (not numeric),
 # and an empty table answers 0 for every count, exactly like raw rows.
 _ROLLUP_COUNTS = [
     ("measurements", "COALESCE(CAST(SUM(n) AS BIGINT), 0)"),
     *((v, f"CAST({_verdict_sum(v, 'n')} AS BIGINT)") for v in _VERDICTS),
     ("agents", "COUNT(DISTINCT agent_id)"),
+]
+# rollup_counts holds each verdict's count in a column of its own.
+_COUNTS_COLUMNS = [
+    (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+    for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
 ]

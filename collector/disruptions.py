@@ -105,8 +105,7 @@ async def load_series(storage: Storage, start: str, end: str) -> dict[Network, S
     # rollup_hourly, which holds one row per agent and test and verdict.
     rows = await storage.fetch(
         "WITH c AS (SELECT bucket, country, region, asn, network_type, scope,"
-        " MAX(carrier) AS carrier, SUM(n) AS n,"
-        " SUM(CASE WHEN verdict = 'ok' THEN n ELSE 0 END) AS ok"
+        " MAX(carrier) AS carrier, SUM(n) AS n, SUM(ok) AS ok"
         " FROM rollup_counts WHERE bucket >= ? AND bucket <= ?"
         " GROUP BY bucket, country, region, asn, network_type, scope),"
         " a AS (SELECT bucket, country, region, asn, network_type, scope, COUNT(*) AS agents"

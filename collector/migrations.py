@@ -207,18 +207,20 @@ CREATE TABLE disruption_events (
 
 
 def _narrow_rollups(text: str, big: str, clustered: str) -> str:
-    # rollup_counts drops the agent from rollup_hourly's key (so it stays the size of the places x
-    # hours, whatever the fleet), and rollup_agents keeps only what distinct-agent counts need.
+    # rollup_counts keeps the place, hour and scope of rollup_hourly's key, with the verdicts as
+    # columns (so it stays the size of places x hours, whatever the fleet and the test list), and
+    # rollup_agents keeps only what distinct-agent counts need.
     # ``clustered`` makes SQLite store rows in key order (bucket first): a time range is one
     # sequential read with no second lookup per row.
     def table(rollup: Rollup) -> str:
         columns = ",\n    ".join(
             f"{name} {big if name == 'asn' else text} NOT NULL" for name in rollup.columns
         )
+        values = ",\n    ".join(f"{name} {big} NOT NULL" for name in rollup.values)
         return f"""
 CREATE TABLE {rollup.table} (
     {columns},
-    n {big} NOT NULL,
+    {values},
     PRIMARY KEY ({", ".join(rollup.columns)})
 ){clustered};
 {rollup.backfill_sql()}

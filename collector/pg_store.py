@@ -22,7 +22,7 @@ from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import HOURLY, ROLLUPS, Rollup, increments, row_rollup_key
+from .rollups import HOURLY, ROLLUPS, VERDICTS, Rollup, increments, row_rollup_key
 from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
 from .storage import (
     AgentOverview,
@@ -35,7 +35,7 @@ from .storage import (
 
 #: asyncpg needs the array type of each column to ``unnest`` a whole batch in one statement.
 _MEASUREMENT_TYPES = {"asn": "int8", "http_status": "int4", "runtime": "float8"}
-_ROLLUP_TYPES = {"asn": "int8", "n": "int8"}
+_ROLLUP_TYPES = {name: "int8" for name in ("asn", "n", *VERDICTS)}
 _MIGRATION_LOCK = 0x76616E74  # "vant": one advisory lock id serialises migrations across processes
 _RETRIES = 5
 
@@ -51,7 +51,8 @@ INSERT_MEASUREMENTS = (
     " ON CONFLICT (uid) DO NOTHING RETURNING uid"
 )
 UPSERT_ROLLUP = {
-    rollup: rollup.upsert_sql(_unnest([*rollup.columns, "n"], _ROLLUP_TYPES)) for rollup in ROLLUPS
+    rollup: rollup.upsert_sql(_unnest(rollup.columns + rollup.values, _ROLLUP_TYPES))
+    for rollup in ROLLUPS
 }
 
 
@@ -208,7 +209,8 @@ class PostgresStorage:
             if fresh:
                 for rollup, added in increments(map(row_rollup_key, fresh)).items():
                     await conn.execute(
-                        UPSERT_ROLLUP[rollup], *_columns_of(added, len(rollup.columns) + 1)
+                        UPSERT_ROLLUP[rollup],
+                        *_columns_of(added, len(rollup.columns) + len(rollup.values)),
                     )
         return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
 
@@ -229,10 +231,11 @@ class PostgresStorage:
 
     async def rollups(
         self, *, recompute: bool = False, rollup: Rollup = HOURLY
-    ) -> dict[tuple[Any, ...], int]:
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
         sql = rollup.from_raw if recompute else rollup.select_all
         rows = await self.pool.fetch(sql, timeout=self.read_timeout)
-        return {tuple(row[:-1]): int(row[-1]) for row in rows}
+        width = len(rollup.columns)
+        return {tuple(row[:width]): tuple(map(int, row[width:])) for row in rows}
 
     # --- operator documents and fleet overview (issue 7) ------------------------------------------
 

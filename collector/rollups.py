@@ -43,41 +43,57 @@ HOUR_OF_MEASURED_AT: Final = "substr(measured_at, 1, 13) || ':00:00Z'"
 #: How each rollup column is computed from a raw ``measurements`` row.
 _RAW_EXPRESSIONS: Final = {"bucket": HOUR_OF_MEASURED_AT, "blocking": "COALESCE(blocking, '')"}
 
+VERDICTS: Final = ("ok", "anomaly", "confirmed", "failure")
+#: Value columns: ``n`` counts measurements, a verdict's name counts those with that verdict.
+_RAW_VALUES: Final = {
+    "n": "COUNT(*)",
+    **{v: f"SUM(CASE WHEN verdict = '{v}' THEN 1 ELSE 0 END)" for v in VERDICTS},
+}
+
 RollupKey = tuple[str, str, str, int, str, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """One rollup table: its name and key columns (a subset of ``ROLLUP_COLUMNS``, in that order)."""
+    """One rollup table: its name, key columns (a subset of ``ROLLUP_COLUMNS``, in that order) and
+    value columns (counts, added up on every write)."""
 
     table: str
     columns: tuple[str, ...]
+    values: tuple[str, ...] = ("n",)
 
     @property
     def from_raw(self) -> str:
-        """SELECT of ``(key..., n)`` recomputed from raw rows."""
-        exprs = ", ".join(_RAW_EXPRESSIONS.get(c, c) for c in self.columns)
+        """SELECT of ``(key..., values...)`` recomputed from raw rows."""
+        exprs = [_RAW_EXPRESSIONS.get(c, c) for c in self.columns]
+        exprs += [_RAW_VALUES[v] for v in self.values]
         groups = ", ".join(str(i) for i in range(1, len(self.columns) + 1))
-        return f"SELECT {exprs}, COUNT(*) FROM measurements GROUP BY {groups}"
+        return f"SELECT {', '.join(exprs)} FROM measurements GROUP BY {groups}"
 
     @property
     def select_all(self) -> str:
-        return f"SELECT {', '.join(self.columns)}, n FROM {self.table}"
+        return f"SELECT {', '.join(self.columns + self.values)} FROM {self.table}"
 
     def upsert_sql(self, source: str) -> str:
-        """Add ``source`` (a VALUES list or a SELECT of key columns and n) to the table."""
+        """Add ``source`` (a VALUES list or a SELECT of key and value columns) to the table."""
         keys = ", ".join(self.columns)
+        adds = ", ".join(f"{v} = {self.table}.{v} + excluded.{v}" for v in self.values)
         return (
-            f"INSERT INTO {self.table} ({keys}, n) {source}"
-            f" ON CONFLICT ({keys}) DO UPDATE SET n = {self.table}.n + excluded.n"
+            f"INSERT INTO {self.table} ({', '.join(self.columns + self.values)}) {source}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET {adds}"
         )
 
     def backfill_sql(self) -> str:
-        return f"INSERT INTO {self.table} ({', '.join(self.columns)}, n) {self.from_raw};"
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns + self.values)}) {self.from_raw};"
+        )
 
 
 HOURLY: Final = Rollup("rollup_hourly", ROLLUP_COLUMNS)
-COUNTS: Final = Rollup("rollup_counts", ROLLUP_COLUMNS[:-1])
+#: Counts per place, hour and scope with the verdicts side by side: every aggregate also reports
+#: distinct agents, which only rollup_hourly can split by test, verdict or blocking, so this table
+#: never needs those in its key; without them (and without the agent) it is the size of the answer.
+COUNTS: Final = Rollup("rollup_counts", ROLLUP_COLUMNS[:7], ("n", *VERDICTS))
 AGENTS: Final = Rollup(
     "rollup_agents",
     ("bucket", "country", "region", "asn", "network_type", "scope", "agent_id"),
@@ -131,7 +147,8 @@ def row_rollup_key(row: Sequence[Any]) -> RollupKey:
 
 
 def increments(keys: Iterable[RollupKey]) -> dict[Rollup, list[tuple[Any, ...]]]:
-    """``(key..., n)`` rows for every rollup table, given the hourly keys of the rows just stored.
+    """``(key..., values...)`` rows for every rollup table, given the hourly keys of the rows just
+    stored.
 
     Each list is sorted, so concurrent writers take row locks in the same order (no deadlock between
     two collectors on one PostgreSQL); tables are always written in ``ROLLUPS`` order for the same
@@ -139,11 +156,15 @@ def increments(keys: Iterable[RollupKey]) -> dict[Rollup, list[tuple[Any, ...]]]
     hourly: Counter[tuple[Any, ...]] = Counter(keys)
     out: dict[Rollup, list[tuple[Any, ...]]] = {}
     for rollup in ROLLUPS:
-        counts = hourly
-        if rollup is not HOURLY:
-            positions = _POSITIONS[rollup.table]
-            counts = Counter()
-            for key, n in hourly.items():
-                counts[tuple(key[i] for i in positions)] += n
-        out[rollup] = [(*key, n) for key, n in sorted(counts.items())]
+        positions = _POSITIONS[rollup.table]
+        sums: dict[tuple[Any, ...], list[int]] = {}
+        for key, n in hourly.items():
+            row = sums.setdefault(tuple(key[i] for i in positions), [0] * len(rollup.values))
+            for slot, value in enumerate(rollup.values):
+                if value == "n" or value == key[_VERDICT]:
+                    row[slot] += n
+        out[rollup] = [(*key, *values) for key, values in sorted(sums.items())]
     return out
+
+
+_VERDICT: Final = ROLLUP_COLUMNS.index("verdict")

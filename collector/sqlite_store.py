@@ -79,7 +79,9 @@ INSERT_MEASUREMENT = (
     f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
 )
 UPSERT_ROLLUP = {
-    rollup: rollup.upsert_sql(f"VALUES ({', '.join('?' * (len(rollup.columns) + 1))})")
+    rollup: rollup.upsert_sql(
+        f"VALUES ({', '.join('?' * (len(rollup.columns) + len(rollup.values)))})"
+    )
     for rollup in ROLLUPS
 }
 
@@ -456,11 +458,12 @@ class SqliteStorage:
 
     async def rollups(
         self, *, recompute: bool = False, rollup: Rollup = HOURLY
-    ) -> dict[tuple[Any, ...], int]:
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
         sql = rollup.from_raw if recompute else rollup.select_all
+        width = len(rollup.columns)
 
-        def work(conn: sqlite3.Connection) -> dict[tuple[Any, ...], int]:
-            return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(sql)}
+        def work(conn: sqlite3.Connection) -> dict[tuple[Any, ...], tuple[int, ...]]:
+            return {tuple(row[:width]): tuple(map(int, row[width:])) for row in conn.execute(sql)}
 
         return await self._read(work)
 

@@ -109,8 +109,9 @@ class Storage(Protocol):
 
     async def rollups(
         self, *, recompute: bool = False, rollup: Rollup = HOURLY
-    ) -> dict[tuple[Any, ...], int]:
-        """A rollup table, or (``recompute=True``) what it should hold, recomputed from raw rows."""
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        """A rollup table as ``{key: values}``, or (``recompute=True``) what it should hold,
+        recomputed from raw rows."""
 
     # --- operator documents and fleet overview (issue 7) ------------------------------------------
     # Documents are stored as the exact signed bytes; verification happens before these are called.
