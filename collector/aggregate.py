@@ -162,13 +162,21 @@ def answerable_from_rollups(query: AggregateQuery) -> bool:
 
 
 def cheapest_source(query: AggregateQuery) -> AggregateSource:
-    """``split`` (rollup_counts + rollup_agents, both small) when the agents table can answer,
-    else ``hourly`` (rollup_hourly) when the rollups can, else ``raw``."""
+    """The cheapest table(s) that can answer ``query`` exactly:
+
+    * ``places``: rollup_counts alone (+ the few rollup_roamers rows), when groups keep hour and
+      scope apart, the only case where its per-place agent counts add up (collector/rollups.py);
+    * ``split``: rollup_counts joined with distinct agents from rollup_agents, for any other grouping
+      by place, hour, day and scope;
+    * ``hourly``: rollup_hourly, for test, verdict and blocking;
+    * ``raw``: the measurement rows (domain, category, windows off the hour)."""
     if not answerable_from_rollups(query):
         return "raw"
-    if set(query.axes) <= AGENT_AXES and set(query.filters) <= AGENT_FILTERS:
-        return "split"
-    return "hourly"
+    if not (set(query.axes) <= AGENT_AXES and set(query.filters) <= AGENT_FILTERS):
+        return "hourly"
+    if "hour" in query.axes and ("scope" in query.axes or "scope" in query.filters):
+        return "places"
+    return "split"
 
 
 def build_aggregate_sql(
@@ -192,6 +200,8 @@ def build_aggregate_sql(
         return _grouped(query, "measurements", False, _RAW_COUNTS, placeholder, args)
     if source == "hourly":
         return _grouped(query, "rollup_hourly", True, _ROLLUP_COUNTS, placeholder, args)
+    if source == "places":
+        return _places_sql(query, placeholder, args)
     # Two small grouped reads joined on the output columns: counts without agents, distinct agents
     # without counts. Every rollup_agents row has rollup_counts rows in the same group (both are
     # written from the same measurements), so the inner join loses nothing.
@@ -211,6 +221,29 @@ def build_aggregate_sql(
     return sql, args, outputs
 
 
+def _places_sql(
+    query: AggregateQuery, placeholder: Callable[[int], str], args: list[Any]
+) -> tuple[str, list[Any], list[str]]:
+    """Counts and summed per-place agents from rollup_counts, minus what roaming agents add twice:
+    an agent with k places inside one output group was counted k times and must count once."""
+    counts_sql, _, names = _grouped(
+        query, "rollup_counts", True, _PLACES_COLUMNS, placeholder, args, order=False
+    )
+    per_agent, _, agent_names = _grouped(
+        query, "rollup_roamers", True, [("k", "COUNT(*)")], placeholder, args, order=False,
+        extras=False, extra_group=("agent_id",),
+    )  # fmt: skip
+    keys = ", ".join(name for name in agent_names if name != "k")
+    outputs = [name for name in names if name != "agents"]
+    sql = (
+        f"WITH c AS ({counts_sql}), r AS (SELECT {keys}, CAST(SUM(k - 1) AS BIGINT) AS extra"
+        f" FROM ({per_agent}) x GROUP BY {keys})"
+        f" SELECT {', '.join(outputs)}, c.agents - COALESCE(r.extra, 0) AS agents"
+        f" FROM c LEFT JOIN r USING ({keys}) ORDER BY {keys}"
+    )
+    return sql, args, [*outputs, "agents"]
+
+
 def _grouped(
     query: AggregateQuery,
     table: str,
@@ -221,6 +254,7 @@ def _grouped(
     *,
     order: bool = True,
     extras: bool = True,
+    extra_group: tuple[str, ...] = (),
 ) -> tuple[str, list[Any], list[str]]:
     """One grouped SELECT over ``table`` (raw rows, or a rollup when ``rollup``); appends its bound
     parameters to ``args``."""
@@ -254,6 +288,7 @@ def _grouped(
     sql = f"SELECT {', '.join(select)} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    group += extra_group
     if group:
         sql += " GROUP BY " + ", ".join(group)
         if order:
@@ -261,7 +296,7 @@ def _grouped(
     return sql, args, names
 
 
-_RANK: dict[AggregateSource, int] = {"split": 0, "hourly": 1, "raw": 2}
+_RANK: dict[AggregateSource, int] = {"places": 0, "split": 1, "hourly": 2, "raw": 3}
 
 
 def _verdict_sum(verdict: str, weight: str) -> str:
@@ -280,6 +315,7 @@ _COUNTS_COLUMNS = [
     (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
     for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
 ]
+_PLACES_COLUMNS = [*_COUNTS_COLUMNS, ("agents", "CAST(COALESCE(SUM(agents), 0) AS BIGINT)")]
 # The same figures from rollups: the CASTs keep PostgreSQL's SUM(bigint) an integer (not numeric),
 # and an empty table answers 0 for every count, exactly like raw rows.
 _ROLLUP_COUNTS = [
@@ -292,3 +328,4 @@ _COUNTS_COLUMNS = [
     (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
     for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
 ]
+_PLACES_COLUMNS = [*_COUNTS_COLUMNS, ("agents", "CAST(COALESCE(SUM(agents), 0) AS BIGINT)")]

@@ -100,15 +100,15 @@ def row_to_item(row: Sequence[Any]) -> dict[str, Any]:
 
 
 async def load_series(storage: Storage, start: str, end: str) -> dict[Network, Series]:
-    # Counts from rollup_counts, distinct agents from rollup_agents (whose key is exactly this
-    # grouping plus the agent, so COUNT(*) is the number of agents): both far smaller than
-    # rollup_hourly, which holds one row per agent and test and verdict.
+    # Counts from rollup_counts, distinct agents from rollup_agents: both far smaller than
+    # rollup_hourly, which holds one row per agent and test and verdict and blocking.
     rows = await storage.fetch(
         "WITH c AS (SELECT bucket, country, region, asn, network_type, scope,"
         " MAX(carrier) AS carrier, SUM(n) AS n, SUM(ok) AS ok"
         " FROM rollup_counts WHERE bucket >= ? AND bucket <= ?"
         " GROUP BY bucket, country, region, asn, network_type, scope),"
-        " a AS (SELECT bucket, country, region, asn, network_type, scope, COUNT(*) AS agents"
+        " a AS (SELECT bucket, country, region, asn, network_type, scope,"
+        " COUNT(DISTINCT agent_id) AS agents"
         " FROM rollup_agents WHERE bucket >= ? AND bucket <= ?"
         " GROUP BY bucket, country, region, asn, network_type, scope)"
         " SELECT bucket, country, region, asn, network_type, scope, carrier, n, ok, agents"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rollups import AGENTS, COUNTS, ROLLUP_COLUMNS, ROLLUP_FROM_RAW, Rollup
+from .rollups import AGENTS, COUNTS, ROAMERS, ROLLUP_COLUMNS, ROLLUP_FROM_RAW, Rollup
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,26 +207,28 @@ CREATE TABLE disruption_events (
 
 
 def _narrow_rollups(text: str, big: str, clustered: str) -> str:
-    # rollup_counts keeps the place, hour and scope of rollup_hourly's key, with the verdicts as
-    # columns (so it stays the size of places x hours, whatever the fleet and the test list), and
-    # rollup_agents keeps only what distinct-agent counts need.
-    # ``clustered`` makes SQLite store rows in key order (bucket first): a time range is one
-    # sequential read with no second lookup per row.
+    # rollup_counts keeps the place, hour and scope of rollup_hourly's key, with the verdicts and the
+    # number of distinct agents as columns (so it stays the size of places x hours, whatever the
+    # fleet and the test list); rollup_agents and rollup_roamers keep what exact distinct-agent
+    # counts need (collector/rollups.py). ``clustered`` makes SQLite store rows in key order (hour
+    # first): a time range is one sequential read with no second lookup per row.
     def table(rollup: Rollup) -> str:
-        columns = ",\n    ".join(
-            f"{name} {big if name == 'asn' else text} NOT NULL" for name in rollup.columns
-        )
-        values = ",\n    ".join(f"{name} {big} NOT NULL" for name in rollup.values)
+        columns = [f"{name} {big if name == 'asn' else text} NOT NULL" for name in rollup.columns]
+        columns += [f"{name} {big} NOT NULL" for name in rollup.values]
         return f"""
 CREATE TABLE {rollup.table} (
-    {columns},
-    {values},
+    {", ".join(columns)},
     PRIMARY KEY ({", ".join(rollup.columns)})
 ){clustered};
 {rollup.backfill_sql()}
 """
 
-    return table(COUNTS) + table(AGENTS)
+    return (
+        table(COUNTS)
+        + table(AGENTS)
+        + table(ROAMERS)
+        + "CREATE INDEX rollup_agents_by_agent ON rollup_agents (agent_id, bucket, scope);\n"
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -251,7 +253,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
-        "hourly rollups without the agent (counts) and of agents alone, backfilled from raw rows",
+        "rollups per place and hour (counts, agents, roaming agents), backfilled from raw rows",
         _narrow_rollups("TEXT", "INTEGER", " WITHOUT ROWID"),
         _narrow_rollups('TEXT COLLATE "C"', "BIGINT", ""),
     ),

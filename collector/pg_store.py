@@ -22,7 +22,15 @@ from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import HOURLY, ROLLUPS, VERDICTS, Rollup, increments, row_rollup_key
+from .rollups import (
+    HOURLY,
+    PLACES_OF_AGENT,
+    ROLLUPS,
+    VERDICTS,
+    Rollup,
+    increments,
+    row_rollup_key,
+)
 from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
 from .storage import (
     AgentOverview,
@@ -35,8 +43,10 @@ from .storage import (
 
 #: asyncpg needs the array type of each column to ``unnest`` a whole batch in one statement.
 _MEASUREMENT_TYPES = {"asn": "int8", "http_status": "int4", "runtime": "float8"}
-_ROLLUP_TYPES = {name: "int8" for name in ("asn", "n", *VERDICTS)}
+_ROLLUP_TYPES = {name: "int8" for name in ("asn", "n", *VERDICTS, "agents")}
 _MIGRATION_LOCK = 0x76616E74  # "vant": one advisory lock id serialises migrations across processes
+_AGENT_LOCKS = 0x61676E74  # "agnt": (this, hashtext(agent_id)) serialises one agent's stores
+_LOCK_AGENT = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 _RETRIES = 5
 
 
@@ -60,6 +70,9 @@ def dollar_placeholders(sql: str) -> str:
     """``?`` placeholders (the portable form analysis modules write) as asyncpg's ``$1, $2, ...``."""
     parts = sql.split("?")
     return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+
+_PLACES_OF_AGENT = dollar_placeholders(PLACES_OF_AGENT)
 
 
 def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -197,6 +210,10 @@ class PostgresStorage:
     ) -> StoreResult:
         total = len(ordered)
         async with self.pool.acquire() as conn, conn.transaction():
+            # One agent's uploads are stored one at a time (whichever collector got them): the
+            # places an agent already has in an hour, read below, stay true until our commit.
+            # Taken first, so no transaction waits on it while holding a row another one needs.
+            await conn.execute(_LOCK_AGENT, _AGENT_LOCKS, batch.agent_id)
             inserted = await conn.fetchval(
                 f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
@@ -207,11 +224,14 @@ class PostgresStorage:
             new_uids = {row[0] for row in await conn.fetch(INSERT_MEASUREMENTS, *columns)}
             fresh = [row for row in ordered if row[0] in new_uids]
             if fresh:
-                for rollup, added in increments(map(row_rollup_key, fresh)).items():
-                    await conn.execute(
-                        UPSERT_ROLLUP[rollup],
-                        *_columns_of(added, len(rollup.columns) + len(rollup.values)),
-                    )
+                added = increments(map(row_rollup_key, fresh))
+                known = {
+                    t: [tuple(r) for r in await conn.fetch(_PLACES_OF_AGENT, *t)]
+                    for t in added.agent_triples
+                }
+                for rollup, rows in added.settle(known):
+                    width = len(rollup.columns) + len(rollup.values)
+                    await conn.execute(UPSERT_ROLLUP[rollup], *_columns_of(rows, width))
         return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
 
     async def aggregate(

@@ -30,7 +30,7 @@ from protocol.signed_requests import Refusal
 
 from .aggregate import build_aggregate_sql
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import HOURLY, ROLLUPS, Rollup, increments, row_rollup_key
+from .rollups import HOURLY, PLACES_OF_AGENT, ROLLUPS, Rollup, increments, row_rollup_key
 from .storage import AgentOverview, AgentRecord, AggregateQuery, AggregateSource, StoreResult
 
 T = TypeVar("T")
@@ -324,8 +324,11 @@ class SqliteStorage:
         }
         fresh = [row for uid, row in rows.items() if uid not in seen]
         conn.executemany(INSERT_MEASUREMENT, fresh)
-        for rollup, added in increments(map(row_rollup_key, fresh)).items():
-            conn.executemany(UPSERT_ROLLUP[rollup], added)
+        if fresh:
+            added = increments(map(row_rollup_key, fresh))
+            known = {t: conn.execute(PLACES_OF_AGENT, t).fetchall() for t in added.agent_triples}
+            for rollup, rows_added in added.settle(known):
+                conn.executemany(UPSERT_ROLLUP[rollup], rows_added)
         return StoreResult(batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False)
 
     async def aggregate(

@@ -18,9 +18,8 @@ from protocol.signed_requests import Refusal
 
 from .rollups import HOURLY, Rollup
 
-#: Where an aggregate is read from: ``split`` is rollup_counts joined with rollup_agents, ``hourly``
-#: is rollup_hourly, ``raw`` the measurement rows (collector/aggregate.py picks the cheapest).
-AggregateSource = Literal["split", "hourly", "raw"]
+#: Where an aggregate is read from, cheapest first (collector/aggregate.py ``cheapest_source``).
+AggregateSource = Literal["places", "split", "hourly", "raw"]
 
 
 class StorageUnavailable(RuntimeError):

@@ -135,7 +135,9 @@ async def test_a_failing_batch_fails_alone(storage: Storage) -> None:
 QUERIES = [
     ({}, "split"),
     ({"by": "region,carrier,scope"}, "split"),
-    ({"by": "region,carrier,scope,hour", "since": "2026-11-20T11:00:00Z"}, "split"),
+    ({"by": "region,carrier,scope,hour", "since": "2026-11-20T11:00:00Z"}, "places"),
+    ({"by": "hour,country", "scope": "domestic"}, "places"),
+    ({"by": "scope,hour"}, "places"),
     ({"by": "hour,network_type", "country": "XA"}, "split"),
     ({"by": "day,country", "network_type": "wired", "scope": "domestic"}, "split"),
     ({"by": "carrier", "region": "XA-NORTH", "asn": "64500"}, "split"),
@@ -146,7 +148,7 @@ QUERIES = [
     ({"by": "domain,category"}, "raw"),  # not rollup dimensions: raw rows
     ({"by": "region", "since": "2026-11-20T10:30:00Z"}, "raw"),  # not on an hour: raw rows
 ]
-SOURCES = ("split", "hourly", "raw")
+SOURCES = ("places", "split", "hourly", "raw")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +197,7 @@ async def test_rollup_answers_equal_raw_answers(
 
 
 async def test_empty_database_answers_like_raw(storage: Storage) -> None:
-    for params in ({}, {"by": "region,carrier,scope,hour"}, {"by": "verdict"}):
+    for params in ({}, {"by": "region,carrier,scope,hour"}, {"by": "region"}, {"by": "verdict"}):
         query = parse_aggregate_query(params)
         raw = [dict(r) for r in await storage.aggregate(query, source="raw")]
         for source in SOURCES[SOURCES.index(cheapest_source(query)) :]:

@@ -10,6 +10,7 @@ from collector.rollups import (
     AGENTS,
     COUNTS,
     HOURLY,
+    ROAMERS,
     ROLLUPS,
     increments,
     rollup_key,
@@ -37,19 +38,35 @@ def test_row_keys_equal_measurement_keys() -> None:
 
 def test_narrow_rollups_sum_the_hourly_keys_they_merge() -> None:
     base = ("2026-11-20T10:00:00Z", "XA", "XA-NORTH", 64500, "MobiNet", "mobile", "domestic")
+    a, b = "a" * 32, "b" * 32
     keys = [
-        (*base, "web_connectivity", "ok", "", "a" * 32),
-        (*base, "web_connectivity", "ok", "", "a" * 32),
-        (*base, "web_connectivity", "ok", "", "b" * 32),
-        (*base, "web_connectivity", "anomaly", "dns", "a" * 32),
+        (*base, "web_connectivity", "ok", "", a),
+        (*base, "web_connectivity", "ok", "", a),
+        (*base, "web_connectivity", "ok", "", b),
+        (*base, "web_connectivity", "anomaly", "dns", a),
     ]
-    out = increments(keys)
-    assert set(out) == set(ROLLUPS)
-    assert out[HOURLY] == [
-        (*base, "web_connectivity", "anomaly", "dns", "a" * 32, 1),
-        (*base, "web_connectivity", "ok", "", "a" * 32, 2),
-        (*base, "web_connectivity", "ok", "", "b" * 32, 1),
+    added = increments(keys)
+    assert added.rows[HOURLY] == [
+        (*base, "web_connectivity", "anomaly", "dns", a, 1),
+        (*base, "web_connectivity", "ok", "", a, 2),
+        (*base, "web_connectivity", "ok", "", b, 1),
     ]
-    assert out[COUNTS] == [(*base, 4, 3, 1, 0, 0)]  # n, ok, anomaly, confirmed, failure
-    place = ("2026-11-20T10:00:00Z", "XA", "XA-NORTH", 64500, "mobile", "domestic")
-    assert out[AGENTS] == [(*place, "a" * 32, 3), (*place, "b" * 32, 1)]
+    assert added.agent_triples == [(base[0], "domestic", a), (base[0], "domestic", b)]
+    writes = dict(added.settle({}))  # nobody was here before: two new agents, no roaming
+    assert list(writes) == [AGENTS, COUNTS, HOURLY]  # the lock order; nothing for ROAMERS
+    assert writes[AGENTS] == [(*base, a, 3), (*base, b, 1)]
+    # n, ok, anomaly, confirmed, failure, agents
+    assert writes[COUNTS] == [(*base, 4, 3, 1, 0, 0, 2)]
+    # b was already counted here; a was elsewhere (another network) in this hour and scope
+    elsewhere = (base[0], "XA", "XA-EAST", 64501, "FiberLine", "wired", "domestic", a)
+    writes = dict(
+        added.settle(
+            {(base[0], "domestic", a): [elsewhere], (base[0], "domestic", b): [(*base, b)]}
+        )
+    )
+    assert writes[COUNTS] == [(*base, 4, 3, 1, 0, 0, 1)]  # only a is new to this place
+    assert writes[ROAMERS] == sorted([elsewhere, (*base, a)])  # both of a's places
+
+
+def test_rollups_are_written_in_one_order() -> None:
+    assert ROLLUPS == (AGENTS, COUNTS, HOURLY, ROAMERS)
