@@ -8,7 +8,7 @@ number of distinct agents, the figure that says whether a result is one voluntee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -179,13 +179,52 @@ def cheapest_source(query: AggregateQuery) -> AggregateSource:
     return "split"
 
 
+@dataclass(frozen=True, slots=True)
+class AggregatePlan:
+    """The SQL that answers a query: ``sql`` gives the rows; for the ``places`` source, ``correction``
+    (SQL and its arguments) gives, per group, how many agents ``sql`` counted more than once."""
+
+    sql: str
+    args: list[Any]
+    names: list[str]
+    correction: tuple[str, list[Any]] | None = None
+    keys: tuple[int, ...] = ()  # where the correction's group keys are in a row of ``sql``
+
+    def rows(
+        self, fetched: Iterable[Sequence[Any]], extra: Iterable[Sequence[Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """The answer's rows from what ``sql`` and ``correction`` returned."""
+        names = self.names
+        if self.correction is None:
+            return [dict(zip(names, row, strict=True)) for row in fetched]
+        minus = {tuple(row[:-1]): int(row[-1]) for row in extra}  # (group keys..., extra)
+        out = []
+        for row in fetched:
+            answer = dict(zip(names, row, strict=True))
+            if minus:
+                answer["agents"] -= minus.get(tuple(row[i] for i in self.keys), 0)
+            out.append(answer)
+        return out
+
+
 def build_aggregate_sql(
     query: AggregateQuery,
     placeholder: Callable[[int], str],
     *,
     source: AggregateSource | None = None,
 ) -> tuple[str, list[Any], list[str]]:
-    """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter.
+    """The main statement of ``plan_aggregate``: ``(sql, args, output columns)``."""
+    plan = plan_aggregate(query, placeholder, source=source)
+    return plan.sql, plan.args, plan.names
+
+
+def plan_aggregate(
+    query: AggregateQuery,
+    placeholder: Callable[[int], str],
+    *,
+    source: AggregateSource | None = None,
+) -> AggregatePlan:
+    """The SQL for ``query``; ``placeholder(n)`` renders the n-th bound parameter.
 
     Reads from ``cheapest_source(query)`` unless ``source`` names another; every source gives the
     same rows, in the same order, with the same types (a property the storage tests check on both
@@ -195,21 +234,38 @@ def build_aggregate_sql(
     source = source or best
     if _RANK[source] < _RANK[best]:
         raise ValueError(f"the {source} source cannot answer this query")
-    args: list[Any] = []
     if source == "raw":
-        return _grouped(query, "measurements", False, _RAW_COUNTS, placeholder, args)
+        return AggregatePlan(*_grouped(query, "measurements", False, _RAW_COUNTS, placeholder, []))
     if source == "hourly":
-        return _grouped(query, "rollup_hourly", True, _ROLLUP_COUNTS, placeholder, args)
+        return AggregatePlan(
+            *_grouped(query, "rollup_hourly", True, _ROLLUP_COUNTS, placeholder, [])
+        )
     if source == "places":
-        return _places_sql(query, placeholder, args)
+        # Summed per-place agents from rollup_counts; an agent with k places inside one output
+        # group was counted k times, and the correction (from the few rollup_roamers rows) says
+        # by how much to lower each such group.
+        sql, args, names = _grouped(query, "rollup_counts", True, _PLACES_COLUMNS, placeholder, [])
+        per_agent, extra_args, agent_names = _grouped(
+            query, "rollup_roamers", True, [("k", "COUNT(*)")], placeholder, [], order=False,
+            extras=False, extra_group=("agent_id",),
+        )  # fmt: skip
+        keys = [name for name in agent_names if name != "k"]
+        listed = ", ".join(keys)
+        correction = (
+            f"SELECT {listed}, SUM(k - 1) FROM ({per_agent}) x"
+            f" GROUP BY {listed} HAVING SUM(k - 1) > 0"
+        )
+        positions = tuple(names.index(key) for key in keys)
+        return AggregatePlan(sql, args, names, (correction, extra_args), positions)
     # Two small grouped reads joined on the output columns: counts without agents, distinct agents
     # without counts. Every rollup_agents row has rollup_counts rows in the same group (both are
     # written from the same measurements), so the inner join loses nothing.
+    shared: list[Any] = []  # both halves bind the same filters, in order
     counts_sql, _, names = _grouped(
-        query, "rollup_counts", True, _COUNTS_COLUMNS, placeholder, args, order=False
+        query, "rollup_counts", True, _COUNTS_COLUMNS, placeholder, shared, order=False
     )
     agents_sql, _, agent_names = _grouped(
-        query, "rollup_agents", True, _ROLLUP_COUNTS[-1:], placeholder, args, order=False,
+        query, "rollup_agents", True, _ROLLUP_COUNTS[-1:], placeholder, shared, order=False,
         extras=False,
     )  # fmt: skip
     keys = [name for name in agent_names if name != "agents"]
@@ -218,30 +274,7 @@ def build_aggregate_sql(
     sql = f"WITH c AS ({counts_sql}), a AS ({agents_sql}) SELECT {', '.join(outputs)} FROM c {join}"
     if keys:
         sql += " ORDER BY " + ", ".join(keys)
-    return sql, args, outputs
-
-
-def _places_sql(
-    query: AggregateQuery, placeholder: Callable[[int], str], args: list[Any]
-) -> tuple[str, list[Any], list[str]]:
-    """Counts and summed per-place agents from rollup_counts, minus what roaming agents add twice:
-    an agent with k places inside one output group was counted k times and must count once."""
-    counts_sql, _, names = _grouped(
-        query, "rollup_counts", True, _PLACES_COLUMNS, placeholder, args, order=False
-    )
-    per_agent, _, agent_names = _grouped(
-        query, "rollup_roamers", True, [("k", "COUNT(*)")], placeholder, args, order=False,
-        extras=False, extra_group=("agent_id",),
-    )  # fmt: skip
-    keys = ", ".join(name for name in agent_names if name != "k")
-    outputs = [name for name in names if name != "agents"]
-    sql = (
-        f"WITH c AS ({counts_sql}), r AS (SELECT {keys}, CAST(SUM(k - 1) AS BIGINT) AS extra"
-        f" FROM ({per_agent}) x GROUP BY {keys})"
-        f" SELECT {', '.join(outputs)}, c.agents - COALESCE(r.extra, 0) AS agents"
-        f" FROM c LEFT JOIN r USING ({keys}) ORDER BY {keys}"
-    )
-    return sql, args, [*outputs, "agents"]
+    return AggregatePlan(sql, shared, outputs)
 
 
 def _grouped(

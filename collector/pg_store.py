@@ -20,7 +20,7 @@ import asyncpg
 from protocol import Batch, SignedBatch, format_time
 from protocol.signed_requests import Refusal
 
-from .aggregate import build_aggregate_sql
+from .aggregate import plan_aggregate
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
 from .rollups import (
     HOURLY,
@@ -237,9 +237,18 @@ class PostgresStorage:
     async def aggregate(
         self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", source=source)
-        rows = await self.pool.fetch(sql, *args, timeout=self.read_timeout)
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        plan = plan_aggregate(query, lambda n: f"${n}", source=source)
+        # One snapshot for both statements: the correction must describe the same rows.
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(plan.sql, *plan.args, timeout=self.read_timeout)
+            extra = []
+            if plan.correction is not None:
+                sql, args = plan.correction
+                extra = await conn.fetch(sql, *args, timeout=self.read_timeout)
+        return plan.rows(rows, extra)
 
     async def counts(self) -> dict[str, int]:
         row = await self.pool.fetchrow(

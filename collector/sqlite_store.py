@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from protocol import Batch, Measurement, SignedBatch, format_time
 from protocol.signed_requests import Refusal
 
-from .aggregate import build_aggregate_sql
+from .aggregate import plan_aggregate
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
 from .rollups import HOURLY, PLACES_OF_AGENT, ROLLUPS, Rollup, increments, row_rollup_key
 from .storage import AgentOverview, AgentRecord, AggregateQuery, AggregateSource, StoreResult
@@ -334,10 +334,17 @@ class SqliteStorage:
     async def aggregate(
         self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: "?", source=source)
+        plan = plan_aggregate(query, lambda n: "?", source=source)
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
+            if plan.correction is None:
+                return plan.rows(conn.execute(plan.sql, plan.args))
+            conn.execute("BEGIN")  # one snapshot for both: the correction describes these rows
+            try:
+                rows = conn.execute(plan.sql, plan.args).fetchall()
+                return plan.rows(rows, conn.execute(*plan.correction).fetchall())
+            finally:
+                conn.execute("COMMIT")
 
         return await self._read(work)
 
