@@ -15,6 +15,7 @@ The collector is a separate process so that the client's own work does not count
     python bench/ingest.py                     # ~20k measurements per backend, well under a minute
     python bench/ingest.py --measurements 200000 --concurrency 8
     python bench/ingest.py --backends sqlite --pg-dsn postgresql://user@host/db
+    python bench/ingest.py --profile /tmp/ingest.txt   # py-spy raw stacks of the collector
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -68,23 +70,35 @@ def make_batches(
     return keys, out
 
 
+#: ``--profile``: py-spy (``pip install py-spy``) samples the collector process into this file.
+PROFILE: Path | None = None
+
+
 @contextlib.asynccontextmanager
 async def collector(db: str, workdir: Path) -> AsyncIterator[str]:
+    wrap = []
+    if PROFILE is not None:
+        name = PROFILE.with_name(f"{PROFILE.stem}-{db.split(':', 1)[0]}{PROFILE.suffix}")
+        wrap = ["py-spy", "record", "--rate", "200", "--format", "raw", "-o", str(name), "--"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vantagepoint", "collector", "serve", "--db", db, "--port", "0",
-        "--migrate", "--key", str(workdir / "collector.key"),
+        *wrap, sys.executable, "-m", "vantagepoint", "collector", "serve", "--db", db,
+        "--port", "0", "--migrate", "--key", str(workdir / "collector.key"),
         "--rate-per-agent", "0", "--rate-per-address", "0", "--log-format", "json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        match = re.search(r"listening on (http://\S+)", line)
+        while True:  # (py-spy prints a line of its own first)
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match or not line:
+                break
         if not match:
             raise SystemExit(f"collector did not start: {line!r}")
         yield match.group(1)
     finally:
-        process.terminate()
+        # SIGINT: the collector stops cleanly, and py-spy (if any) writes its profile
+        process.send_signal(signal.SIGINT if wrap else signal.SIGTERM)
         await process.wait()
 
 
@@ -217,7 +231,12 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-dsn", help="an existing server (admin DSN); default: a throwaway one")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the collector with py-spy into FILE-<backend> (raw)"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     print(
         f"preparing {args.measurements:,} measurements in batches of {args.batch_size} ...",
         flush=True,
