@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final, TypeVar, cast
@@ -127,12 +127,15 @@ def _as_map(value: object, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _as_list(value: object, where: str, max_len: int) -> list[Any]:
+def _as_list(value: object, where: str, max_len: int) -> Sequence[Any]:
+    kind = type(value)
+    if (kind is list or kind is tuple) and len(value) <= max_len:  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]  # the common case: nothing to convert
     if not isinstance(value, list | tuple):
         raise LocalProtocolError(f"{where} must be a list")
     if len(value) > max_len:
         raise LocalProtocolError(f"{where} has more than {max_len} items")
-    return value if type(value) is list else list(value)
+    return list(value)
 
 
 def _no_extra_keys(wire: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -173,6 +176,22 @@ def _check_header_name(name: str, value: object) -> None:
 
 
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _once(shared: dict[Any, Any] | None, build: Callable[[Any], T], wire: object) -> T:
+    """``build(wire)``, or the object already built from an identical flat map. The key holds each
+    value's type beside it: ``1``, ``1.0`` and ``True`` are equal in Python but not on the wire, and
+    the one that is invalid must still be refused. Maps with unhashable values are not shared."""
+    if shared is None or type(wire) is not dict:
+        return build(wire)
+    try:
+        key = (build, tuple([(k, v.__class__, v) for k, v in wire.items()]))
+        found = shared.get(key)
+    except TypeError:
+        return build(wire)
+    if found is None:
+        found = shared[key] = build(wire)
+    return cast(T, found)
 
 
 def from_peer(build: Callable[[], T]) -> T:
@@ -857,7 +876,9 @@ class Measurement:
         }
 
     @classmethod
-    def from_wire(cls, wire: object) -> Measurement:
+    def from_wire(cls, wire: object, shared: dict[Any, Any] | None = None) -> Measurement:
+        """``shared``: one dict for a whole batch, where identical network contexts (an agent's
+        context is the same in nearly every measurement of a batch) are validated once."""
         m = _as_map(wire, "measurement")
         _no_extra_keys(m, cls._KEYS, "measurement")
         _require(m, _MEASUREMENT_REQUIRED, "measurement")
@@ -879,7 +900,7 @@ class Measurement:
             agent_id=get("agent_id"),
             measured_at=parse_time(get("measured_at")),
             runtime=get("runtime"),
-            network=NetworkContext.from_wire(get("network")),
+            network=_once(shared, NetworkContext.from_wire, get("network")),
             target=Target.from_wire(get("target")),
             test=get("test"),
             verdict=get("verdict"),
@@ -967,11 +988,12 @@ class Batch:
         items = _as_list(
             _field(m, "measurements", "batch"), "batch.measurements", MAX_BATCH_MEASUREMENTS
         )
+        shared: dict[Any, Any] = {}
         return cls(
             schema=_field(m, "schema", "batch"),
             batch_id=_field(m, "batch_id", "batch"),
             agent_id=_field(m, "agent_id", "batch"),
             created_at=parse_time(_field(m, "created_at", "batch")),
-            measurements=tuple(Measurement.from_wire(item) for item in items),
+            measurements=tuple(Measurement.from_wire(item, shared) for item in items),
             dropped_total=m.get("dropped_total", 0),
         )
