@@ -23,8 +23,8 @@ from protocol.signed_requests import Refusal
 from .aggregate import plan_aggregate
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
 from .rollups import (
+    AGENTS,
     HOURLY,
-    PLACES_OF_AGENT,
     ROLLUPS,
     VERDICTS,
     Rollup,
@@ -72,7 +72,13 @@ def dollar_placeholders(sql: str) -> str:
     return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
 
 
-_PLACES_OF_AGENT = dollar_placeholders(PLACES_OF_AGENT)
+#: PLACES_OF_AGENT for every (hour, scope, agent) of a batch in one round trip.
+_PLACES_OF_AGENTS = (
+    f"SELECT {', '.join(f'a.{c}' for c in AGENTS.columns)} FROM rollup_agents a"
+    " JOIN unnest($1::text[], $2::text[], $3::text[]) t(bucket, scope, agent_id)"
+    " ON a.bucket = t.bucket AND a.scope = t.scope AND a.agent_id = t.agent_id"
+)
+_SCOPE, _AGENT = AGENTS.columns.index("scope"), AGENTS.columns.index("agent_id")
 
 
 def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -225,10 +231,10 @@ class PostgresStorage:
             fresh = [row for row in ordered if row[0] in new_uids]
             if fresh:
                 added = increments(map(row_rollup_key, fresh))
-                known = {
-                    t: [tuple(r) for r in await conn.fetch(_PLACES_OF_AGENT, *t)]
-                    for t in added.agent_triples
-                }
+                triples = added.agent_triples
+                known: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+                for r in await conn.fetch(_PLACES_OF_AGENTS, *_columns_of(triples, 3)):
+                    known.setdefault((r[0], r[_SCOPE], r[_AGENT]), []).append(tuple(r))
                 for rollup, rows in added.settle(known):
                     width = len(rollup.columns) + len(rollup.values)
                     await conn.execute(UPSERT_ROLLUP[rollup], *_columns_of(rows, width))

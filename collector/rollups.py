@@ -99,12 +99,12 @@ class Rollup:
 
 
 PLACE: Final = ROLLUP_COLUMNS[:7]  # hour, place, carrier, network type, scope
-_PLACES_OF_AGENTS = (
+_AGENT_PLACES_FROM_RAW = (
     f"SELECT DISTINCT {HOUR_OF_MEASURED_AT} AS bucket, {', '.join(PLACE[1:])}, agent_id"
     " FROM measurements"
 )
 _ROAMERS_FROM_RAW = (
-    f"WITH p AS ({_PLACES_OF_AGENTS}) SELECT {', '.join(f'p.{c}' for c in PLACE)}, p.agent_id"
+    f"WITH p AS ({_AGENT_PLACES_FROM_RAW}) SELECT {', '.join(f'p.{c}' for c in PLACE)}, p.agent_id"
     " FROM p JOIN (SELECT bucket, scope, agent_id FROM p GROUP BY bucket, scope, agent_id"
     " HAVING COUNT(*) > 1) r ON r.bucket = p.bucket AND r.scope = p.scope"
     " AND r.agent_id = p.agent_id"
