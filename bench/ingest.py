@@ -15,6 +15,7 @@ The collector is a separate process so that the client's own work does not count
     python bench/ingest.py                     # ~20k measurements per backend, well under a minute
     python bench/ingest.py --measurements 200000 --concurrency 8
     python bench/ingest.py --backends sqlite --pg-dsn postgresql://user@host/db
+    python bench/ingest.py --profile /tmp/ingest.txt   # py-spy raw stacks of the collector
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from ingest_support import NETWORKS, TARGETS, batch_of, measurement
@@ -68,23 +71,36 @@ def make_batches(
     return keys, out
 
 
+#: ``--profile``: py-spy (``pip install py-spy``) samples the collector process into this file.
+PROFILE: Path | None = None
+
+
 @contextlib.asynccontextmanager
-async def collector(db: str, workdir: Path) -> AsyncIterator[str]:
+async def collector(db: str, workdir: Path) -> AsyncIterator[tuple[str, psutil.Process]]:
+    wrap = []
+    if PROFILE is not None:
+        name = PROFILE.with_name(f"{PROFILE.stem}-{db.split(':', 1)[0]}{PROFILE.suffix}")
+        wrap = ["py-spy", "record", "--rate", "200", "--format", "raw", "-o", str(name), "--"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vantagepoint", "collector", "serve", "--db", db, "--port", "0",
-        "--migrate", "--key", str(workdir / "collector.key"),
+        *wrap, sys.executable, "-m", "vantagepoint", "collector", "serve", "--db", db,
+        "--port", "0", "--migrate", "--key", str(workdir / "collector.key"),
         "--rate-per-agent", "0", "--rate-per-address", "0", "--log-format", "json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        match = re.search(r"listening on (http://\S+)", line)
+        while True:  # (py-spy prints a line of its own first)
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match or not line:
+                break
         if not match:
             raise SystemExit(f"collector did not start: {line!r}")
-        yield match.group(1)
+        served = psutil.Process(process.pid)
+        yield match.group(1), (served.children()[0] if wrap else served)
     finally:
-        process.terminate()
+        # SIGINT: the collector stops cleanly, and py-spy (if any) writes its profile
+        process.send_signal(signal.SIGINT if wrap else signal.SIGTERM)
         await process.wait()
 
 
@@ -94,9 +110,11 @@ async def end_to_end(
     keys: list[SigningKey],
     batches: list[tuple[Batch, SignedBatch]],
     concurrency: int,
-) -> float:
+) -> tuple[float, float]:
+    """Measurements per second (wall clock), and per second of the collector's CPU time (all its
+    threads: the "per core" figure, unaffected by other load on the machine)."""
     bodies = [signed.to_bytes() for _, signed in batches]
-    async with collector(db, workdir) as url, aiohttp.ClientSession() as http:
+    async with collector(db, workdir) as (url, served), aiohttp.ClientSession() as http:
         for key in keys:
             body = json.dumps(make_registration(key, utc_now())).encode()
             async with http.post(
@@ -120,11 +138,14 @@ async def end_to_end(
                     stored += int(answer["stored"])
             return stored
 
+        cpu_before = served.cpu_times()
         started = time.perf_counter()
         stored = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
         elapsed = time.perf_counter() - started
+        cpu_after = served.cpu_times()
     assert stored == sum(len(b.measurements) for b, _ in batches), stored
-    return stored / elapsed
+    cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    return stored / elapsed, stored / cpu
 
 
 def rows_of(
@@ -201,9 +222,11 @@ async def fresh_pg_database(admin_dsn: str, name: str) -> str:
     return admin_dsn.rsplit("/", 1)[0] + "/" + name
 
 
-def report(backend: str, e2e: float, raw: float) -> None:
+def report(backend: str, e2e: tuple[float, float], raw: float) -> None:
+    wall, per_cpu = e2e
     print(
-        f"{backend:<11} end-to-end {e2e:>9,.0f} measurements/s   raw executemany {raw:>9,.0f} /s   ratio {e2e / raw:.2f}"
+        f"{backend:<11} end-to-end {wall:>9,.0f} measurements/s   raw executemany {raw:>9,.0f} /s"
+        f"   ratio {wall / raw:.2f}   collector: {per_cpu:,.0f} measurements per CPU-second"
     )
 
 
@@ -217,7 +240,12 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-dsn", help="an existing server (admin DSN); default: a throwaway one")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the collector with py-spy into FILE-<backend> (raw)"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     print(
         f"preparing {args.measurements:,} measurements in batches of {args.batch_size} ...",
         flush=True,

@@ -8,7 +8,7 @@ number of distinct agents, the figure that says whether a result is one voluntee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from protocol import Blocking, NetworkType, Scope, Verdict
 
 from .errors import BadRequest
-from .storage import AggregateQuery
+from .storage import AggregateQuery, AggregateSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +126,8 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(days=30), now + timedelta(minutes=10)
 
 
-#: How each axis reads from ``rollup_hourly``. Axes absent here (domain, category) are not rollup
-#: dimensions (their cardinality would make the rollup as big as the raw table), so a query grouping or
+#: How each axis reads from the rollup tables. Axes absent here (domain, category) are not rollup
+#: dimensions (their cardinality would make the rollups as big as the raw table), so a query grouping or
 #: filtering on them falls back to the raw ``measurements`` rows.
 ROLLUP_AXES: dict[str, str | None] = {
     "country": None,  # None: the same column as in the raw rows
@@ -142,6 +142,9 @@ ROLLUP_AXES: dict[str, str | None] = {
     "day": "substr(bucket, 1, 10) || 'T00:00:00Z'",
 }
 ROLLUP_FILTERS = frozenset({"country", "region", "asn", "network_type", "scope", "verdict", "test"})
+#: What ``rollup_agents`` can split distinct agents by (it has no test, verdict or blocking).
+AGENT_AXES = frozenset({"country", "region", "carrier", "network_type", "scope", "hour", "day"})
+AGENT_FILTERS = frozenset({"country", "region", "asn", "network_type", "scope"})
 
 
 def _on_the_hour(moment: datetime | None) -> bool:
@@ -158,15 +161,136 @@ def answerable_from_rollups(query: AggregateQuery) -> bool:
     )
 
 
-def build_aggregate_sql(
-    query: AggregateQuery, placeholder: Callable[[int], str], *, from_raw: bool = False
-) -> tuple[str, list[Any], list[str]]:
-    """Return ``(sql, args, output columns)``; ``placeholder(n)`` renders the n-th bound parameter.
+def cheapest_source(query: AggregateQuery) -> AggregateSource:
+    """The cheapest table(s) that can answer ``query`` exactly:
 
-    Reads ``rollup_hourly`` when ``answerable_from_rollups(query)``, else the raw rows; both give the
-    same numbers (a property the storage tests check on both backends); ``from_raw`` forces raw rows.
+    * ``places``: rollup_counts alone (+ the few rollup_roamers rows), when groups keep hour and
+      scope apart, the only case where its per-place agent counts add up (collector/rollups.py);
+    * ``split``: rollup_counts joined with distinct agents from rollup_agents, for any other grouping
+      by place, hour, day and scope;
+    * ``hourly``: rollup_hourly, for test, verdict and blocking;
+    * ``raw``: the measurement rows (domain, category, windows off the hour)."""
+    if not answerable_from_rollups(query):
+        return "raw"
+    if not (set(query.axes) <= AGENT_AXES and set(query.filters) <= AGENT_FILTERS):
+        return "hourly"
+    if "hour" in query.axes and ("scope" in query.axes or "scope" in query.filters):
+        return "places"
+    return "split"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatePlan:
+    """The SQL that answers a query: ``sql`` gives the rows; for the ``places`` source, ``correction``
+    (SQL and its arguments) gives, per group, how many agents ``sql`` counted more than once."""
+
+    sql: str
+    args: list[Any]
+    names: list[str]
+    correction: tuple[str, list[Any]] | None = None
+    keys: tuple[int, ...] = ()  # where the correction's group keys are in a row of ``sql``
+
+    def rows(
+        self, fetched: Iterable[Sequence[Any]], extra: Iterable[Sequence[Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """The answer's rows from what ``sql`` and ``correction`` returned."""
+        names = self.names
+        if self.correction is None:
+            return [dict(zip(names, row, strict=True)) for row in fetched]
+        minus = {tuple(row[:-1]): int(row[-1]) for row in extra}  # (group keys..., extra)
+        out = []
+        for row in fetched:
+            answer = dict(zip(names, row, strict=True))
+            if minus:
+                answer["agents"] -= minus.get(tuple(row[i] for i in self.keys), 0)
+            out.append(answer)
+        return out
+
+
+def build_aggregate_sql(
+    query: AggregateQuery,
+    placeholder: Callable[[int], str],
+    *,
+    source: AggregateSource | None = None,
+) -> tuple[str, list[Any], list[str]]:
+    """The main statement of ``plan_aggregate``: ``(sql, args, output columns)``."""
+    plan = plan_aggregate(query, placeholder, source=source)
+    return plan.sql, plan.args, plan.names
+
+
+def plan_aggregate(
+    query: AggregateQuery,
+    placeholder: Callable[[int], str],
+    *,
+    source: AggregateSource | None = None,
+) -> AggregatePlan:
+    """The SQL for ``query``; ``placeholder(n)`` renders the n-th bound parameter.
+
+    Reads from ``cheapest_source(query)`` unless ``source`` names another; every source gives the
+    same rows, in the same order, with the same types (a property the storage tests check on both
+    backends). ``ValueError`` if ``source`` cannot answer the query.
     """
-    rollup = not from_raw and answerable_from_rollups(query)
+    best = cheapest_source(query)
+    source = source or best
+    if _RANK[source] < _RANK[best]:
+        raise ValueError(f"the {source} source cannot answer this query")
+    if source == "raw":
+        return AggregatePlan(*_grouped(query, "measurements", False, _RAW_COUNTS, placeholder, []))
+    if source == "hourly":
+        return AggregatePlan(
+            *_grouped(query, "rollup_hourly", True, _ROLLUP_COUNTS, placeholder, [])
+        )
+    if source == "places":
+        # Summed per-place agents from rollup_counts; an agent with k places inside one output
+        # group was counted k times, and the correction (from the few rollup_roamers rows) says
+        # by how much to lower each such group.
+        sql, args, names = _grouped(query, "rollup_counts", True, _PLACES_COLUMNS, placeholder, [])
+        per_agent, extra_args, agent_names = _grouped(
+            query, "rollup_roamers", True, [("k", "COUNT(*)")], placeholder, [], order=False,
+            extras=False, extra_group=("agent_id",),
+        )  # fmt: skip
+        keys = [name for name in agent_names if name != "k"]
+        listed = ", ".join(keys)
+        correction = (
+            f"SELECT {listed}, SUM(k - 1) FROM ({per_agent}) x"
+            f" GROUP BY {listed} HAVING SUM(k - 1) > 0"
+        )
+        positions = tuple(names.index(key) for key in keys)
+        return AggregatePlan(sql, args, names, (correction, extra_args), positions)
+    # Two small grouped reads joined on the output columns: counts without agents, distinct agents
+    # without counts. Every rollup_agents row has rollup_counts rows in the same group (both are
+    # written from the same measurements), so the inner join loses nothing.
+    shared: list[Any] = []  # both halves bind the same filters, in order
+    counts_sql, _, names = _grouped(
+        query, "rollup_counts", True, _COUNTS_COLUMNS, placeholder, shared, order=False
+    )
+    agents_sql, _, agent_names = _grouped(
+        query, "rollup_agents", True, _ROLLUP_COUNTS[-1:], placeholder, shared, order=False,
+        extras=False,
+    )  # fmt: skip
+    keys = [name for name in agent_names if name != "agents"]
+    join = f"JOIN a USING ({', '.join(keys)})" if keys else "CROSS JOIN a"
+    outputs = [*names, "agents"]
+    sql = f"WITH c AS ({counts_sql}), a AS ({agents_sql}) SELECT {', '.join(outputs)} FROM c {join}"
+    if keys:
+        sql += " ORDER BY " + ", ".join(keys)
+    return AggregatePlan(sql, shared, outputs)
+
+
+def _grouped(
+    query: AggregateQuery,
+    table: str,
+    rollup: bool,
+    counts: list[tuple[str, str]],
+    placeholder: Callable[[int], str],
+    args: list[Any],
+    *,
+    order: bool = True,
+    extras: bool = True,
+    extra_group: tuple[str, ...] = (),
+) -> tuple[str, list[Any], list[str]]:
+    """One grouped SELECT over ``table`` (raw rows, or a rollup when ``rollup``); appends its bound
+    parameters to ``args``."""
     select: list[str] = []
     group: list[str] = []
     names: list[str] = []
@@ -177,14 +301,13 @@ def build_aggregate_sql(
             select.append(f"{expr} AS {out}")
             group.append(expr)
             names.append(out)
-        for out, expr in axis.extra:
+        for out, expr in axis.extra if extras else ():
             select.append(f"{expr} AS {out}")
             names.append(out)
-    for out, expr in _ROLLUP_COUNTS if rollup else _RAW_COUNTS:
+    for out, expr in counts:
         select.append(f"{expr} AS {out}")
         names.append(out)
     where: list[str] = []
-    args: list[Any] = []
     for name, value in query.filters.items():
         args.append(value)
         where.append(f"{FILTERS[name][0]} = {placeholder(len(args))}")
@@ -195,12 +318,18 @@ def build_aggregate_sql(
     if query.until is not None:
         args.append(query.until.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         where.append(f"{time_column} < {placeholder(len(args))}")
-    sql = f"SELECT {', '.join(select)} FROM {'rollup_hourly' if rollup else 'measurements'}"
+    sql = f"SELECT {', '.join(select)} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    group += extra_group
     if group:
-        sql += " GROUP BY " + ", ".join(group) + " ORDER BY " + ", ".join(group)
+        sql += " GROUP BY " + ", ".join(group)
+        if order:
+            sql += " ORDER BY " + ", ".join(group)
     return sql, args, names
+
+
+_RANK: dict[AggregateSource, int] = {"places": 0, "split": 1, "hourly": 2, "raw": 3}
 
 
 def _verdict_sum(verdict: str, weight: str) -> str:
@@ -214,6 +343,12 @@ _RAW_COUNTS = [
     *((v, _verdict_sum(v, "1")) for v in _VERDICTS),
     ("agents", "COUNT(DISTINCT agent_id)"),
 ]
+# rollup_counts holds each verdict's count in a column of its own.
+_COUNTS_COLUMNS = [
+    (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+    for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
+]
+_PLACES_COLUMNS = [*_COUNTS_COLUMNS, ("agents", "CAST(COALESCE(SUM(agents), 0) AS BIGINT)")]
 # The same figures from rollups: the CASTs keep PostgreSQL's SUM(bigint) an integer (not numeric),
 # and an empty table answers 0 for every count, exactly like raw rows.
 _ROLLUP_COUNTS = [
@@ -221,3 +356,9 @@ _ROLLUP_COUNTS = [
     *((v, f"CAST({_verdict_sum(v, 'n')} AS BIGINT)") for v in _VERDICTS),
     ("agents", "COUNT(DISTINCT agent_id)"),
 ]
+# rollup_counts holds each verdict's count in a column of its own.
+_COUNTS_COLUMNS = [
+    (out, f"CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+    for out, column in (("measurements", "n"), *((v, v) for v in _VERDICTS))
+]
+_PLACES_COLUMNS = [*_COUNTS_COLUMNS, ("agents", "CAST(COALESCE(SUM(agents), 0) AS BIGINT)")]

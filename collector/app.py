@@ -341,7 +341,10 @@ async def aggregate(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadRequest("format must be json or csv")
-    rows = [dict(row) for row in await request.app[STORAGE].aggregate(query)]
+    rows = [
+        row if type(row) is dict else dict(row)
+        for row in await request.app[STORAGE].aggregate(query)
+    ]
     if fmt == "csv":
         columns = list(rows[0]) if rows else build_aggregate_sql(query, lambda n: "?")[2]
         return web.Response(text=rows_to_csv(rows, columns), content_type="text/csv")

@@ -100,12 +100,20 @@ def row_to_item(row: Sequence[Any]) -> dict[str, Any]:
 
 
 async def load_series(storage: Storage, start: str, end: str) -> dict[Network, Series]:
+    # Counts from rollup_counts, distinct agents from rollup_agents: both far smaller than
+    # rollup_hourly, which holds one row per agent and test and verdict and blocking.
     rows = await storage.fetch(
-        "SELECT bucket, country, region, asn, network_type, scope, MAX(carrier), SUM(n),"
-        " SUM(CASE WHEN verdict = 'ok' THEN n ELSE 0 END), COUNT(DISTINCT agent_id)"
-        " FROM rollup_hourly WHERE bucket >= ? AND bucket <= ?"
-        " GROUP BY bucket, country, region, asn, network_type, scope",
-        [start, end],
+        "WITH c AS (SELECT bucket, country, region, asn, network_type, scope,"
+        " MAX(carrier) AS carrier, SUM(n) AS n, SUM(ok) AS ok"
+        " FROM rollup_counts WHERE bucket >= ? AND bucket <= ?"
+        " GROUP BY bucket, country, region, asn, network_type, scope),"
+        " a AS (SELECT bucket, country, region, asn, network_type, scope,"
+        " COUNT(DISTINCT agent_id) AS agents"
+        " FROM rollup_agents WHERE bucket >= ? AND bucket <= ?"
+        " GROUP BY bucket, country, region, asn, network_type, scope)"
+        " SELECT bucket, country, region, asn, network_type, scope, carrier, n, ok, agents"
+        " FROM c JOIN a USING (bucket, country, region, asn, network_type, scope)",
+        [start, end, start, end],
     )
     series: dict[Network, Series] = {}
     for bucket, country, region, asn, network_type, scope, carrier, n, ok, agents in rows:
@@ -114,7 +122,7 @@ async def load_series(storage: Storage, start: str, end: str) -> dict[Network, S
         s.cells.setdefault(bucket, {})[scope] = Cell(int(n), int(ok), int(agents))
     agent_rows = await storage.fetch(
         "SELECT bucket, country, region, asn, network_type, COUNT(DISTINCT agent_id)"
-        " FROM rollup_hourly WHERE bucket >= ? AND bucket <= ?"
+        " FROM rollup_agents WHERE bucket >= ? AND bucket <= ?"
         " GROUP BY bucket, country, region, asn, network_type",
         [start, end],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rollups import ROLLUP_COLUMNS, ROLLUP_FROM_RAW
+from .rollups import AGENTS, COUNTS, ROAMERS, ROLLUP_COLUMNS, ROLLUP_FROM_RAW, Rollup
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +206,31 @@ CREATE TABLE disruption_events (
 """
 
 
+def _narrow_rollups(text: str, big: str, clustered: str) -> str:
+    # rollup_counts keeps the place, hour and scope of rollup_hourly's key, with the verdicts and the
+    # number of distinct agents as columns (so it stays the size of places x hours, whatever the
+    # fleet and the test list); rollup_agents and rollup_roamers keep what exact distinct-agent
+    # counts need (collector/rollups.py). ``clustered`` makes SQLite store rows in key order (hour
+    # first): a time range is one sequential read with no second lookup per row.
+    def table(rollup: Rollup) -> str:
+        columns = [f"{name} {big if name == 'asn' else text} NOT NULL" for name in rollup.columns]
+        columns += [f"{name} {big} NOT NULL" for name in rollup.values]
+        return f"""
+CREATE TABLE {rollup.table} (
+    {", ".join(columns)},
+    PRIMARY KEY ({", ".join(rollup.columns)})
+){clustered};
+{rollup.backfill_sql()}
+"""
+
+    return (
+        table(COUNTS)
+        + table(AGENTS)
+        + table(ROAMERS)
+        + "CREATE INDEX rollup_agents_by_agent ON rollup_agents (agent_id, bucket, scope);\n"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "agents, raw batches, narrow measurement rows", V1_SQLITE, V1_POSTGRESQL),
     Migration(
@@ -225,6 +250,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "detected disruptions and their open/update/close log",
         _disruption_tables("TEXT", "REAL", "INTEGER"),
         _disruption_tables('TEXT COLLATE "C"', "DOUBLE PRECISION", "BIGINT"),
+    ),
+    Migration(
+        5,
+        "rollups per place and hour (counts, agents, roaming agents), backfilled from raw rows",
+        _narrow_rollups("TEXT", "INTEGER", " WITHOUT ROWID"),
+        _narrow_rollups('TEXT COLLATE "C"', "BIGINT", ""),
     ),
 )
 

@@ -20,28 +20,33 @@ import asyncpg
 from protocol import Batch, SignedBatch, format_time
 from protocol.signed_requests import Refusal
 
-from .aggregate import build_aggregate_sql
+from .aggregate import plan_aggregate
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
 from .rollups import (
-    ROLLUP_COLUMNS,
-    ROLLUP_FROM_RAW,
-    RollupKey,
-    rollup_increments,
-    rollup_upsert_sql,
+    AGENTS,
+    HOURLY,
+    ROLLUPS,
+    VERDICTS,
+    Rollup,
+    increments,
+    row_rollup_key,
 )
 from .sqlite_store import BATCH_COLUMNS, MEASUREMENT_COLUMNS, batch_row, measurement_row
 from .storage import (
     AgentOverview,
     AgentRecord,
     AggregateQuery,
+    AggregateSource,
     StorageUnavailable,
     StoreResult,
 )
 
 #: asyncpg needs the array type of each column to ``unnest`` a whole batch in one statement.
 _MEASUREMENT_TYPES = {"asn": "int8", "http_status": "int4", "runtime": "float8"}
-_ROLLUP_TYPES = {"asn": "int8", "n": "int8"}
+_ROLLUP_TYPES = {name: "int8" for name in ("asn", "n", *VERDICTS, "agents")}
 _MIGRATION_LOCK = 0x76616E74  # "vant": one advisory lock id serialises migrations across processes
+_AGENT_LOCKS = 0x61676E74  # "agnt": (this, hashtext(agent_id)) serialises one agent's stores
+_LOCK_AGENT = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 _RETRIES = 5
 
 
@@ -55,13 +60,25 @@ INSERT_MEASUREMENTS = (
     f"INSERT INTO measurements ({MEASUREMENT_COLUMNS}) {_unnest(_COLUMNS, _MEASUREMENT_TYPES)}"
     " ON CONFLICT (uid) DO NOTHING RETURNING uid"
 )
-UPSERT_ROLLUPS = rollup_upsert_sql(_unnest([*ROLLUP_COLUMNS, "n"], _ROLLUP_TYPES))
+UPSERT_ROLLUP = {
+    rollup: rollup.upsert_sql(_unnest(rollup.columns + rollup.values, _ROLLUP_TYPES))
+    for rollup in ROLLUPS
+}
 
 
 def dollar_placeholders(sql: str) -> str:
     """``?`` placeholders (the portable form analysis modules write) as asyncpg's ``$1, $2, ...``."""
     parts = sql.split("?")
     return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+
+#: PLACES_OF_AGENT for every (hour, scope, agent) of a batch in one round trip.
+_PLACES_OF_AGENTS = (
+    f"SELECT {', '.join(f'a.{c}' for c in AGENTS.columns)} FROM rollup_agents a"
+    " JOIN unnest($1::text[], $2::text[], $3::text[]) t(bucket, scope, agent_id)"
+    " ON a.bucket = t.bucket AND a.scope = t.scope AND a.agent_id = t.agent_id"
+)
+_SCOPE, _AGENT = AGENTS.columns.index("scope"), AGENTS.columns.index("agent_id")
 
 
 def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -175,10 +192,11 @@ class PostgresStorage:
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
         received = format_time(received_at)
-        ordered = sorted(batch.measurements, key=lambda m: m.uid)
-        columns = _columns_of(
-            [measurement_row(m, batch.batch_id, received) for m in ordered], len(_COLUMNS)
+        ordered = sorted(
+            (measurement_row(m, batch.batch_id, received) for m in batch.measurements),
+            key=lambda row: str(row[0]),
         )
+        columns = _columns_of(ordered, len(_COLUMNS))
         for attempt in range(_RETRIES):
             try:
                 return await self._store_once(signed, batch, received, ordered, columns)
@@ -193,11 +211,15 @@ class PostgresStorage:
         signed: SignedBatch,
         batch: Batch,
         received: str,
-        ordered: list[Any],
+        ordered: list[tuple[Any, ...]],
         columns: list[list[Any]],
     ) -> StoreResult:
         total = len(ordered)
         async with self.pool.acquire() as conn, conn.transaction():
+            # One agent's uploads are stored one at a time (whichever collector got them): the
+            # places an agent already has in an hour, read below, stay true until our commit.
+            # Taken first, so no transaction waits on it while holding a row another one needs.
+            await conn.execute(_LOCK_AGENT, _AGENT_LOCKS, batch.agent_id)
             inserted = await conn.fetchval(
                 f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
@@ -206,20 +228,33 @@ class PostgresStorage:
             if inserted is None:
                 return StoreResult(batch.batch_id, 0, total, duplicate_batch=True)
             new_uids = {row[0] for row in await conn.fetch(INSERT_MEASUREMENTS, *columns)}
-            fresh = [m for m in ordered if m.uid in new_uids]
-            increments = rollup_increments(fresh)
-            if increments:
-                await conn.execute(
-                    UPSERT_ROLLUPS, *_columns_of(increments, len(ROLLUP_COLUMNS) + 1)
-                )
+            fresh = [row for row in ordered if row[0] in new_uids]
+            if fresh:
+                added = increments(map(row_rollup_key, fresh))
+                triples = added.agent_triples
+                known: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+                for r in await conn.fetch(_PLACES_OF_AGENTS, *_columns_of(triples, 3)):
+                    known.setdefault((r[0], r[_SCOPE], r[_AGENT]), []).append(tuple(r))
+                for rollup, rows in added.settle(known):
+                    width = len(rollup.columns) + len(rollup.values)
+                    await conn.execute(UPSERT_ROLLUP[rollup], *_columns_of(rows, width))
         return StoreResult(batch.batch_id, len(fresh), total - len(fresh), duplicate_batch=False)
 
     async def aggregate(
-        self, query: AggregateQuery, *, from_raw: bool = False
+        self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: f"${n}", from_raw=from_raw)
-        rows = await self.pool.fetch(sql, *args, timeout=self.read_timeout)
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        plan = plan_aggregate(query, lambda n: f"${n}", source=source)
+        # One snapshot for both statements: the correction must describe the same rows.
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(plan.sql, *plan.args, timeout=self.read_timeout)
+            extra = []
+            if plan.correction is not None:
+                sql, args = plan.correction
+                extra = await conn.fetch(sql, *args, timeout=self.read_timeout)
+        return plan.rows(rows, extra)
 
     async def counts(self) -> dict[str, int]:
         row = await self.pool.fetchrow(
@@ -229,14 +264,13 @@ class PostgresStorage:
         assert row is not None
         return {"agents": row[0], "batches": row[1], "measurements": row[2]}
 
-    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
-        sql = (
-            ROLLUP_FROM_RAW
-            if recompute
-            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
-        )
+    async def rollups(
+        self, *, recompute: bool = False, rollup: Rollup = HOURLY
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        sql = rollup.from_raw if recompute else rollup.select_all
         rows = await self.pool.fetch(sql, timeout=self.read_timeout)
-        return {tuple(row[:-1]): int(row[-1]) for row in rows}
+        width = len(rollup.columns)
+        return {tuple(row[:width]): tuple(map(int, row[width:])) for row in rows}
 
     # --- operator documents and fleet overview (issue 7) ------------------------------------------
 

@@ -6,7 +6,9 @@ applies pending migrations on open unless told not to.
 All writes go through a single-thread executor (SQLite allows one writer; queueing them here instead of
 in SQLite's busy handler keeps latency predictable). Readers use separate connections, so with WAL they
 never block ingest. A batch and its measurement rows are committed in one transaction, and ``store_batch``
-returns only after that commit: the HTTP acknowledgement is never ahead of the disk.
+returns only after that commit: the HTTP acknowledgement is never ahead of the disk. Batches that queue
+up while a commit is being synced share the next transaction (group commit, each in its own savepoint),
+so concurrent uploads pay for one fsync between them rather than one each.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,16 +28,10 @@ from typing import Any, TypeVar
 from protocol import Batch, Measurement, SignedBatch, format_time
 from protocol.signed_requests import Refusal
 
-from .aggregate import build_aggregate_sql
+from .aggregate import plan_aggregate
 from .migrations import LATEST, MIGRATIONS, VERSION_TABLE, check_version
-from .rollups import (
-    ROLLUP_COLUMNS,
-    ROLLUP_FROM_RAW,
-    RollupKey,
-    rollup_increments,
-    rollup_upsert_sql,
-)
-from .storage import AgentOverview, AgentRecord, AggregateQuery, StoreResult
+from .rollups import HOURLY, PLACES_OF_AGENT, ROLLUPS, Rollup, increments, row_rollup_key
+from .storage import AgentOverview, AgentRecord, AggregateQuery, AggregateSource, StoreResult
 
 T = TypeVar("T")
 
@@ -76,6 +74,17 @@ def measurement_row(m: Measurement, batch_id: str, received_at: str) -> tuple[An
     )
 
 
+INSERT_MEASUREMENT = (
+    f"INSERT INTO measurements ({MEASUREMENT_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
+)
+UPSERT_ROLLUP = {
+    rollup: rollup.upsert_sql(
+        f"VALUES ({', '.join('?' * (len(rollup.columns) + len(rollup.values)))})"
+    )
+    for rollup in ROLLUPS
+}
+
 BATCH_COLUMNS = "batch_id, agent_id, received_at, payload, signature, payload_sha256, measurements"
 
 
@@ -92,6 +101,20 @@ def batch_row(signed: SignedBatch, batch: Batch, received_at: str) -> tuple[Any,
     )
 
 
+#: At most this many batches share one commit (bounds a transaction's size and the wait behind it).
+GROUP_COMMIT_MAX = 64
+
+
+@dataclass(slots=True)
+class _PendingStore:
+    """A batch waiting for the writer, and what became of it."""
+
+    batch_row: tuple[Any, ...]
+    rows: dict[str, tuple[Any, ...]]
+    result: StoreResult | None = None
+    error: BaseException | None = None
+
+
 class SqliteStorage:
     def __init__(
         self, path: Path | str, *, read_timeout: float = 10.0, migrate: bool = True
@@ -106,6 +129,7 @@ class SqliteStorage:
         self._write_conn: sqlite3.Connection | None = None
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._pending: deque[_PendingStore] = deque()  # appended by the loop, taken by the writer
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -239,52 +263,88 @@ class SqliteStorage:
         self, signed: SignedBatch, batch: Batch, received_at: datetime
     ) -> StoreResult:
         received = format_time(received_at)
-        rows = {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements}
-        insert = (
-            f"INSERT INTO measurements ({MEASUREMENT_COLUMNS})"
-            f" VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS.split(',')))})"
+        pending = _PendingStore(
+            batch_row(signed, batch, received),
+            {m.uid: measurement_row(m, batch.batch_id, received) for m in batch.measurements},
         )
-        upsert = rollup_upsert_sql(f"VALUES ({', '.join('?' * (len(ROLLUP_COLUMNS) + 1))})")
+        self._pending.append(pending)
+        # This job commits every store queued by then (ours included, unless an earlier job already
+        # took it): one transaction and one fsync for what arrived while the last commit was on
+        # its way to disk. Either way ours is committed, or has failed, when the job returns.
+        await self._write(self._commit_pending)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None, "a queued store was neither committed nor failed"
+        return pending.result
 
-        def work(conn: sqlite3.Connection) -> StoreResult:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(
-                    f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    batch_row(signed, batch, received),
-                )
-                if cur.rowcount == 0:
-                    conn.execute("ROLLBACK")
-                    return StoreResult(batch.batch_id, 0, len(rows), duplicate_batch=True)
-                # One writer holds the write lock, so what is absent now is still absent at INSERT:
-                # only those rows are inserted and only they count in the rollups.
-                seen = {
-                    uid
-                    for (uid,) in conn.execute(
-                        f"SELECT uid FROM measurements WHERE uid IN ({', '.join('?' * len(rows))})",
-                        list(rows),
-                    )
-                }
-                fresh = [m for m in batch.measurements if m.uid not in seen]
-                conn.executemany(insert, [rows[m.uid] for m in fresh])
-                conn.executemany(upsert, rollup_increments(fresh))
-                conn.execute("COMMIT")
-            except BaseException:
+    def _commit_pending(self, conn: sqlite3.Connection) -> None:
+        group: list[_PendingStore] = []
+        while self._pending and len(group) < GROUP_COMMIT_MAX:
+            group.append(self._pending.popleft())
+        if not group:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in group:
+                # A savepoint per batch: one batch failing (a constraint, say) fails alone.
+                conn.execute("SAVEPOINT store")
+                try:
+                    item.result = self._store_one(conn, item)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO store")
+                    item.error = exc
+                conn.execute("RELEASE store")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            for item in group:  # nothing of the group is on disk: nobody gets a result
+                item.result = None
+                item.error = exc if isinstance(exc, Exception) else RuntimeError("store aborted")
+            if not isinstance(exc, Exception):
                 raise
-            return StoreResult(
-                batch.batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False
-            )
 
-        return await self._write(work)
+    @staticmethod
+    def _store_one(conn: sqlite3.Connection, item: _PendingStore) -> StoreResult:
+        batch_id, rows = item.batch_row[0], item.rows
+        cur = conn.execute(
+            f"INSERT OR IGNORE INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            item.batch_row,
+        )
+        if cur.rowcount == 0:
+            return StoreResult(batch_id, 0, len(rows), duplicate_batch=True)
+        # One writer holds the write lock, so what is absent now is still absent at INSERT: only
+        # those rows are inserted and only they count in the rollups.
+        seen = {
+            uid
+            for (uid,) in conn.execute(
+                f"SELECT uid FROM measurements WHERE uid IN ({', '.join('?' * len(rows))})",
+                list(rows),
+            )
+        }
+        fresh = [row for uid, row in rows.items() if uid not in seen]
+        conn.executemany(INSERT_MEASUREMENT, fresh)
+        if fresh:
+            added = increments(map(row_rollup_key, fresh))
+            known = {t: conn.execute(PLACES_OF_AGENT, t).fetchall() for t in added.agent_triples}
+            for rollup, rows_added in added.settle(known):
+                conn.executemany(UPSERT_ROLLUP[rollup], rows_added)
+        return StoreResult(batch_id, len(fresh), len(rows) - len(fresh), duplicate_batch=False)
 
     async def aggregate(
-        self, query: AggregateQuery, *, from_raw: bool = False
+        self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        sql, args, names = build_aggregate_sql(query, lambda n: "?", from_raw=from_raw)
+        plan = plan_aggregate(query, lambda n: "?", source=source)
 
         def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            return [dict(zip(names, row, strict=True)) for row in conn.execute(sql, args)]
+            if plan.correction is None:
+                return plan.rows(conn.execute(plan.sql, plan.args))
+            conn.execute("BEGIN")  # one snapshot for both: the correction describes these rows
+            try:
+                rows = conn.execute(plan.sql, plan.args).fetchall()
+                return plan.rows(rows, conn.execute(*plan.correction).fetchall())
+            finally:
+                conn.execute("COMMIT")
 
         return await self._read(work)
 
@@ -406,15 +466,14 @@ class SqliteStorage:
 
         return await self._read(work)
 
-    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
-        sql = (
-            ROLLUP_FROM_RAW
-            if recompute
-            else f"SELECT {', '.join(ROLLUP_COLUMNS)}, n FROM rollup_hourly"
-        )
+    async def rollups(
+        self, *, recompute: bool = False, rollup: Rollup = HOURLY
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        sql = rollup.from_raw if recompute else rollup.select_all
+        width = len(rollup.columns)
 
-        def work(conn: sqlite3.Connection) -> dict[RollupKey, int]:
-            return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(sql)}
+        def work(conn: sqlite3.Connection) -> dict[tuple[Any, ...], tuple[int, ...]]:
+            return {tuple(row[:width]): tuple(map(int, row[width:])) for row in conn.execute(sql)}
 
         return await self._read(work)
 

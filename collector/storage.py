@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from protocol import Batch, SignedBatch
 from protocol.signed_requests import Refusal
 
-from .rollups import RollupKey
+from .rollups import HOURLY, Rollup
+
+#: Where an aggregate is read from, cheapest first (collector/aggregate.py ``cheapest_source``).
+AggregateSource = Literal["places", "split", "hourly", "raw"]
 
 
 class StorageUnavailable(RuntimeError):
@@ -92,9 +95,10 @@ class Storage(Protocol):
         only after the commit. Safe to call concurrently from several processes on one database."""
 
     async def aggregate(
-        self, query: AggregateQuery, *, from_raw: bool = False
+        self, query: AggregateQuery, *, source: AggregateSource | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        """Answer from rollups when the query allows; ``from_raw`` reads raw rows (a cross-check)."""
+        """Answer from the cheapest source the query allows; ``source`` forces one (the tests'
+        cross-check; a source that cannot answer the query is a ``ValueError``)."""
 
     async def stored_batch_hash(self, batch_id: str) -> str | None:
         """SHA-256 of the payload stored under ``batch_id``, or None if there is none."""
@@ -102,8 +106,11 @@ class Storage(Protocol):
     async def counts(self) -> dict[str, int]:
         """Row counts of ``agents``, ``batches`` and ``measurements``."""
 
-    async def rollups(self, *, recompute: bool = False) -> dict[RollupKey, int]:
-        """The rollup table, or (``recompute=True``) what it should hold, recomputed from raw rows."""
+    async def rollups(
+        self, *, recompute: bool = False, rollup: Rollup = HOURLY
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        """A rollup table as ``{key: values}``, or (``recompute=True``) what it should hold,
+        recomputed from raw rows."""
 
     # --- operator documents and fleet overview (issue 7) ------------------------------------------
     # Documents are stored as the exact signed bytes; verification happens before these are called.

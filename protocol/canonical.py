@@ -85,9 +85,10 @@ def canonical_decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         )
     if len(data) == 0:
         raise DecodeError("empty message")
+    data = bytes(data)
     try:
         obj = msgpack.unpackb(
-            bytes(data),
+            data,
             raw=False,
             strict_map_key=True,
             use_list=True,
@@ -112,33 +113,46 @@ def canonical_decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
     # bin-vs-str kept, so equal bytes mean canonical bytes. (Much faster than canonical_encode's
     # rebuild in Python, and this runs on every upload.)
     again = msgpack.packb(obj, use_bin_type=True, use_single_float=False)
-    if again != bytes(data):
+    if again != data:
         raise DecodeError("not in canonical form (integer, float or string width)")
     return obj
+
+
+_SCALARS: frozenset[type] = frozenset({type(None), bool, int, str, bytes})
 
 
 def _check_decoded_shape(obj: Any, max_depth: int) -> None:
     """Nesting within ``max_depth``; maps have sorted ``str`` keys and floats are finite, everywhere.
 
-    One iterative walk (no recursion, so hostile nesting cannot exhaust the stack)."""
-    stack = [(obj, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            if depth >= max_depth:
-                raise DecodeError(f"nesting deeper than {max_depth}")
+    One iterative walk (no recursion, so hostile nesting cannot exhaust the stack) that queues only
+    containers: scalars, most of a message, are checked where they sit, by exact type (msgpack
+    builds exact types; anything else, such as an empty ExtType, is refused)."""
+    pending: list[tuple[Any, int]] = []
+    values: Any = (obj,)
+    depth = 0  # of the values being looked at
+    while True:
+        for value in values:
+            kind = type(value)
+            if kind is dict or kind is list:
+                if depth >= max_depth:
+                    raise DecodeError(f"nesting deeper than {max_depth}")
+                pending.append((value, depth + 1))
+            elif kind is float:
+                if not math.isfinite(value):
+                    raise DecodeError("not canonical: NaN and infinities have no canonical form")
+            elif kind not in _SCALARS:
+                raise DecodeError(f"not canonical: {kind.__name__} values are not allowed")
+        if not pending:
+            return
+        item, depth = pending.pop()
+        if type(item) is dict:
             keys = list(item)
-            if not all(type(key) is str for key in keys):
-                raise DecodeError("not canonical: map keys must be strings")
+            try:
+                "".join(keys)  # C-speed "every key is a str" (bytes keys raise TypeError)
+            except TypeError:
+                raise DecodeError("not canonical: map keys must be strings") from None
             if keys != sorted(keys):
                 raise DecodeError("not in canonical form (map keys out of order)")
-            stack.extend((value, depth + 1) for value in item.values())
-        elif isinstance(item, list):
-            if depth >= max_depth:
-                raise DecodeError(f"nesting deeper than {max_depth}")
-            stack.extend((value, depth + 1) for value in item)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise DecodeError("not canonical: NaN and infinities have no canonical form")
-        elif not (item is None or isinstance(item, bool | int | str | bytes)):
-            raise DecodeError(f"not canonical: {type(item).__name__} values are not allowed")
+            values = item.values()
+        else:
+            values = item

@@ -122,6 +122,14 @@ def verify_context_token(
     Raises ``SignatureError`` (forged, or signed by a key we do not hold) or ``SchemaError`` with
     reason ``context_expired`` / ``context_agent`` / ``schema``.
     """
+    claims = verify_context_signature(token, public_keys)
+    check_context_claims(claims, measured_at, agent_id)
+    return claims
+
+
+def verify_context_signature(token: bytes, public_keys: Iterable[bytes]) -> ContextClaims:
+    """The claims, if one of ``public_keys`` signed them (the costly half of
+    ``verify_context_token``: a batch repeating one token needs it once)."""
     payload, sig = _split(token)
     problem: SignatureError | None = None
     for public_key in public_keys:
@@ -132,7 +140,11 @@ def verify_context_token(
             problem = exc
     else:
         raise problem or SignatureError("no collector key to check context tokens with")
-    claims = read_context_token(token)
+    return read_context_token(token)
+
+
+def check_context_claims(claims: ContextClaims, measured_at: datetime, agent_id: str) -> None:
+    """Verified claims cover ``measured_at`` and ``agent_id`` (``SchemaError`` otherwise)."""
     if not claims.issued_at - ISSUE_SKEW <= measured_at <= claims.expires_at:
         raise SchemaError(
             f"context token valid {format_time(claims.issued_at)} to"
@@ -141,4 +153,3 @@ def verify_context_token(
         )
     if claims.agent_id and claims.agent_id != agent_id:
         raise SchemaError("context token was issued to another agent", reason="context_agent")
-    return claims

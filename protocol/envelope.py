@@ -64,6 +64,11 @@ class SignedBatch:
     def verify(self, public_key: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
         """Check the signature over the exact payload bytes, then decode and validate the batch."""
         self.verify_signature(public_key)
+        return self.decode_verified(limits)
+
+    def decode_verified(self, limits: DecodeLimits = DEFAULT_LIMITS) -> Batch:
+        """Decode and validate the batch of an envelope whose ``verify_signature`` has passed (the
+        collector checks the signature first, then its rate limit, then this: one Ed25519 check)."""
         wire = canonical_decode(self.payload, limits)
         batch = from_peer(lambda: Batch.from_wire(wire))
         if batch.agent_id != self.agent_id:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final, TypeVar, cast
@@ -101,6 +101,14 @@ def _check_host(name: str, value: object) -> None:
 
 
 def _enum(kind: type[T], name: str, value: object) -> T:
+    # The value map first: Enum's own lookup costs microseconds, and this runs several times per
+    # measurement. A miss (or an unhashable value) takes the ordinary path and its error.
+    try:
+        member = kind._value2member_map_.get(value)  # type: ignore[attr-defined]
+    except TypeError:
+        member = None
+    if member is not None:
+        return cast(T, member)
     try:
         return kind(value)  # type: ignore[call-arg]
     except ValueError:
@@ -119,7 +127,10 @@ def _as_map(value: object, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _as_list(value: object, where: str, max_len: int) -> list[Any]:
+def _as_list(value: object, where: str, max_len: int) -> Sequence[Any]:
+    kind = type(value)
+    if (kind is list or kind is tuple) and len(value) <= max_len:  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]  # the common case: nothing to convert
     if not isinstance(value, list | tuple):
         raise LocalProtocolError(f"{where} must be a list")
     if len(value) > max_len:
@@ -128,9 +139,16 @@ def _as_list(value: object, where: str, max_len: int) -> list[Any]:
 
 
 def _no_extra_keys(wire: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    extra = set(wire) - allowed
+    extra = wire.keys() - allowed
     if extra:
         raise LocalProtocolError(f"{where} has unknown fields: {', '.join(sorted(extra))}")
+
+
+def _require(wire: Mapping[str, Any], keys: frozenset[str], where: str) -> None:
+    """Every key of ``keys`` is present (one set operation; the message names the first missing)."""
+    missing = keys - wire.keys()
+    if missing:
+        raise LocalProtocolError(f"{where}.{min(missing)} is missing")
 
 
 def _opt(wire: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -160,6 +178,22 @@ def _check_header_name(name: str, value: object) -> None:
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 
 
+def _once(shared: dict[Any, Any] | None, build: Callable[[Any], T], wire: object) -> T:
+    """``build(wire)``, or the object already built from an identical flat map. The key holds each
+    value's type beside it: ``1``, ``1.0`` and ``True`` are equal in Python but not on the wire, and
+    the one that is invalid must still be refused. Maps with unhashable values are not shared."""
+    if shared is None or type(wire) is not dict:
+        return build(wire)
+    try:
+        key = (build, tuple([(k, v.__class__, v) for k, v in wire.items()]))
+        found = shared.get(key)
+    except TypeError:
+        return build(wire)
+    if found is None:
+        found = shared[key] = build(wire)
+    return cast(T, found)
+
+
 def from_peer(build: Callable[[], T]) -> T:
     """Run a ``from_wire`` body and turn validation errors into the peer's fault (``SchemaError``)."""
     try:
@@ -180,6 +214,10 @@ def new_uid() -> str:
 
 
 # --- the envelope --------------------------------------------------------------------------------
+
+_NETWORK_KEYS: Final = frozenset(
+    {"country", "region", "asn", "carrier", "network_type", "source", "token"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +272,17 @@ class NetworkContext:
     @classmethod
     def from_wire(cls, wire: object) -> NetworkContext:
         m = _as_map(wire, "network")
-        _no_extra_keys(m, cls._FIELDS | {"token"}, "network")
-        fields = {key: _field(m, key, "network") for key in sorted(cls._FIELDS)}
-        return cls(**fields, token=m.get("token"))
+        _no_extra_keys(m, _NETWORK_KEYS, "network")
+        _require(m, cls._FIELDS, "network")
+        return cls(
+            m["country"],
+            m["region"],
+            m["asn"],
+            m["carrier"],
+            m["network_type"],
+            m["source"],
+            m.get("token"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +290,8 @@ class Target:
     url: str
     scope: Scope
     category: str = "MISC"
+    # The URL's host, worked out once here (``host`` is read for every stored row and wire form).
+    _host: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_text("target.url", self.url, MAX_URL_LEN, empty=False)
@@ -254,16 +302,16 @@ class Target:
             raise LocalProtocolError(
                 f"target.url is not a valid URL ({exc}): {self.url!r}"
             ) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
             _fail(f"target.url must be an http(s) URL with a host: {self.url!r}")
+        object.__setattr__(self, "_host", host)
         object.__setattr__(self, "scope", _enum(Scope, "target.scope", self.scope))
         _check_text("target.category", self.category, 16, empty=False)
 
     @property
     def host(self) -> str:
-        host = urlsplit(self.url).hostname
-        assert host is not None
-        return host
+        return self._host
 
     @property
     def port(self) -> int:
@@ -828,13 +876,13 @@ class Measurement:
         }
 
     @classmethod
-    def from_wire(cls, wire: object) -> Measurement:
+    def from_wire(cls, wire: object, shared: dict[Any, Any] | None = None) -> Measurement:
+        """``shared``: one dict for a whole batch, where identical network contexts (an agent's
+        context is the same in nearly every measurement of a batch) are validated once."""
         m = _as_map(wire, "measurement")
         _no_extra_keys(m, cls._KEYS, "measurement")
-
-        def get(key: str) -> Any:
-            return _field(m, key, "measurement")
-
+        _require(m, _MEASUREMENT_REQUIRED, "measurement")
+        get = m.__getitem__
         dns, http = get("dns"), get("http")
         tls, control = _opt(m, "tls", None), _opt(m, "control", None)
         hits = []
@@ -852,7 +900,7 @@ class Measurement:
             agent_id=get("agent_id"),
             measured_at=parse_time(get("measured_at")),
             runtime=get("runtime"),
-            network=NetworkContext.from_wire(get("network")),
+            network=_once(shared, NetworkContext.from_wire, get("network")),
             target=Target.from_wire(get("target")),
             test=get("test"),
             verdict=get("verdict"),
@@ -874,6 +922,10 @@ class Measurement:
             ),
             fingerprints=tuple(hits),
         )
+
+
+#: Keys every measurement carries; the others were added later and may be absent (``_opt``).
+_MEASUREMENT_REQUIRED: Final = Measurement._KEYS - {"tls", "control", "dns_extra", "fingerprints"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,11 +988,12 @@ class Batch:
         items = _as_list(
             _field(m, "measurements", "batch"), "batch.measurements", MAX_BATCH_MEASUREMENTS
         )
+        shared: dict[Any, Any] = {}
         return cls(
             schema=_field(m, "schema", "batch"),
             batch_id=_field(m, "batch_id", "batch"),
             agent_id=_field(m, "agent_id", "batch"),
             created_at=parse_time(_field(m, "created_at", "batch")),
-            measurements=tuple(Measurement.from_wire(item) for item in items),
+            measurements=tuple(Measurement.from_wire(item, shared) for item in items),
             dropped_total=m.get("dropped_total", 0),
         )

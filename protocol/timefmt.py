@@ -15,6 +15,8 @@ def utc_now() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
+    if moment.tzinfo is UTC:  # the common case (everything parse_time makes): no conversion
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise LocalProtocolError("timestamps must be timezone-aware (UTC)")
     # isoformat, unlike strftime("%Y"), always writes four year digits

@@ -83,3 +83,17 @@ def registration_body(key: SigningKey) -> bytes:
 
 def total(rows: list[dict[str, Any]], column: str = "measurements") -> int:
     return sum(int(row[column] or 0) for row in rows)
+
+
+async def assert_rollups_match_raw(storage: Any) -> dict[str, int]:
+    """Every rollup table equals its recomputation from raw rows; return the sum of n of each table
+    that counts measurements."""
+    from collector.rollups import ROLLUPS
+
+    sums = {}
+    for rollup in ROLLUPS:
+        held = await storage.rollups(rollup=rollup)
+        assert held == await storage.rollups(rollup=rollup, recompute=True), rollup.table
+        if rollup.values[:1] == ("n",):
+            sums[rollup.table] = sum(values[0] for values in held.values())
+    return sums

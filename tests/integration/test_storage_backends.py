@@ -9,9 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from ingest_support import NETWORKS, TARGETS, batch_of, measurement, total
+from ingest_support import (
+    NETWORKS,
+    TARGETS,
+    assert_rollups_match_raw,
+    batch_of,
+    measurement,
+    total,
+)
 
-from collector.aggregate import answerable_from_rollups, parse_aggregate_query
+from collector.aggregate import build_aggregate_sql, cheapest_source, parse_aggregate_query
 from collector.backends import open_storage, parse_storage_url
 from collector.migrations import LATEST, MIGRATIONS, SchemaMismatch
 from collector.storage import Storage
@@ -63,10 +70,8 @@ async def test_store_keeps_raw_bytes_rows_and_rollups(storage: Storage) -> None:
     assert (result.stored, result.duplicates, result.duplicate_batch) == (3, 0, False)
     assert await storage.stored_batch_hash(batch.batch_id) == signed.payload_sha256
     assert (await storage.counts())["measurements"] == 3
-    rollups = await storage.rollups()
-    assert sum(rollups.values()) == 3
-    assert rollups == await storage.rollups(recompute=True)
-    bucket = {k[0] for k in rollups}
+    assert set((await assert_rollups_match_raw(storage)).values()) == {3}
+    bucket = {k[0] for k in await storage.rollups()}
     assert bucket == {"2026-11-20T10:00:00Z"}
 
 
@@ -80,8 +85,7 @@ async def test_duplicates_count_once(storage: Storage) -> None:
     overlap = await store(storage, key, [*items[:2], measurement(key, at=HOUR)])
     assert (overlap.stored, overlap.duplicates, overlap.duplicate_batch) == (1, 2, False)
     assert (await storage.counts())["measurements"] == 5
-    assert sum((await storage.rollups()).values()) == 5
-    assert await storage.rollups() == await storage.rollups(recompute=True)
+    assert set((await assert_rollups_match_raw(storage)).values()) == {5}
 
 
 async def test_concurrent_writers_are_exact(storage: Storage) -> None:
@@ -102,25 +106,59 @@ async def test_concurrent_writers_are_exact(storage: Storage) -> None:
     assert sum(r.stored for r in results) == 20 + 90
     assert sum(1 for r in results[:5] if not r.duplicate_batch) == 1
     assert (await storage.counts())["measurements"] == 110
-    assert await storage.rollups() == await storage.rollups(recompute=True)
+    assert set((await assert_rollups_match_raw(storage)).values()) == {110}
 
 
+async def test_a_failing_batch_fails_alone(storage: Storage) -> None:
+    """Concurrent stores may share a transaction (SQLite's group commit): one batch that the database
+    refuses (here: its agent is unknown, a foreign-key violation) must not take the others down."""
+    keys = [await registered(storage) for _ in range(4)]
+    stranger = SigningKey.generate()  # never registered
+    goods = [batch_of(k, [measurement(k, at=HOUR) for _ in range(5)]) for k in keys]
+    bad = batch_of(stranger, [measurement(stranger, at=HOUR)])
+    stores = [
+        storage.store_batch(sign_batch(k, b), b, utc_now())
+        for k, b in zip(keys, goods, strict=True)
+    ]
+    stores.insert(2, storage.store_batch(sign_batch(stranger, bad), bad, utc_now()))
+    results = await asyncio.gather(*stores, return_exceptions=True)
+    assert isinstance(results[2], Exception)
+    assert [r.stored for r in results if not isinstance(r, BaseException)] == [5, 5, 5, 5]
+    assert await storage.counts() == {"agents": 4, "batches": 4, "measurements": 20}
+    assert set((await assert_rollups_match_raw(storage)).values()) == {20}
+    # and the writer keeps working
+    again = await store(storage, keys[0], [measurement(keys[0], at=HOUR)])
+    assert again.stored == 1
+
+
+#: (query, the cheapest source that can answer it)
 QUERIES = [
-    {},
-    {"by": "region,carrier,scope"},
-    {"by": "hour,network_type", "country": "XA"},
-    {"by": "day,verdict,blocking"},
-    {"by": "test", "asn": "AS64500", "scope": "international"},
-    {"by": "region", "since": "2026-11-20T10:00:00Z", "until": "2026-11-20T12:00:00Z"},
-    {"by": "domain,category"},  # not rollup dimensions: raw rows
-    {"by": "region", "since": "2026-11-20T10:30:00Z"},  # not on an hour: raw rows
+    ({}, "split"),
+    ({"by": "region,carrier,scope"}, "split"),
+    ({"by": "region,carrier,scope,hour", "since": "2026-11-20T11:00:00Z"}, "places"),
+    ({"by": "hour,country", "scope": "domestic"}, "places"),
+    ({"by": "scope,hour"}, "places"),
+    ({"by": "hour,network_type", "country": "XA"}, "split"),
+    ({"by": "day,country", "network_type": "wired", "scope": "domestic"}, "split"),
+    ({"by": "carrier", "region": "XA-NORTH", "asn": "64500"}, "split"),
+    ({"by": "day,verdict,blocking"}, "hourly"),
+    ({"by": "test", "asn": "AS64500", "scope": "international"}, "hourly"),
+    ({"by": "region", "verdict": "ok"}, "hourly"),
+    ({"by": "region", "since": "2026-11-20T10:00:00Z", "until": "2026-11-20T12:00:00Z"}, "split"),
+    ({"by": "domain,category"}, "raw"),  # not rollup dimensions: raw rows
+    ({"by": "region", "since": "2026-11-20T10:30:00Z"}, "raw"),  # not on an hour: raw rows
 ]
+SOURCES = ("places", "split", "hourly", "raw")
 
 
 @pytest.mark.parametrize(
-    "params", QUERIES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "all"
+    ("params", "cheapest"),
+    QUERIES,
+    ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "all" if isinstance(p, dict) else p,
 )
-async def test_rollup_answers_equal_raw_answers(storage: Storage, params: dict[str, str]) -> None:
+async def test_rollup_answers_equal_raw_answers(
+    storage: Storage, params: dict[str, str], cheapest: str
+) -> None:
     keys = [await registered(storage) for _ in range(3)]
     for i, key in enumerate(keys):
         items = [
@@ -134,22 +172,36 @@ async def test_rollup_answers_equal_raw_answers(storage: Storage, params: dict[s
             for j in range(12)
         ]
         await store(storage, key, items)
-    query = parse_aggregate_query(params)
-    rows = [dict(r) for r in await storage.aggregate(query)]
-    raw = [dict(r) for r in await storage.aggregate(query, from_raw=True)]
-    assert rows == raw
-    if set(params) <= {"by"}:
-        assert total(rows) == 36
-    assert answerable_from_rollups(query) == (
-        "domain" not in params.get("by", "") and ":30" not in params.get("since", "")
+    # one agent that moved between networks within an hour: distinct agents must not double-count
+    roaming = await registered(storage)
+    await store(
+        storage,
+        roaming,
+        [
+            measurement(roaming, at=HOUR + timedelta(minutes=m), network=NETWORKS[m % 3])
+            for m in (1, 2, 3)
+        ],
     )
+    query = parse_aggregate_query(params)
+    assert cheapest_source(query) == cheapest
+    raw = [dict(r) for r in await storage.aggregate(query, source="raw")]
+    assert raw, "the query should select something"
+    for source in SOURCES[SOURCES.index(cheapest) :]:
+        assert [dict(r) for r in await storage.aggregate(query, source=source)] == raw, source
+    assert [dict(r) for r in await storage.aggregate(query)] == raw
+    for source in SOURCES[: SOURCES.index(cheapest)]:
+        with pytest.raises(ValueError, match="cannot answer"):
+            build_aggregate_sql(query, lambda n: "?", source=source)  # type: ignore[arg-type]
+    if set(params) <= {"by"}:
+        assert total(raw) == 39
 
 
 async def test_empty_database_answers_like_raw(storage: Storage) -> None:
-    query = parse_aggregate_query({})
-    assert [dict(r) for r in await storage.aggregate(query)] == [
-        dict(r) for r in await storage.aggregate(query, from_raw=True)
-    ]
+    for params in ({}, {"by": "region,carrier,scope,hour"}, {"by": "region"}, {"by": "verdict"}):
+        query = parse_aggregate_query(params)
+        raw = [dict(r) for r in await storage.aggregate(query, source="raw")]
+        for source in SOURCES[SOURCES.index(cheapest_source(query)) :]:
+            assert [dict(r) for r in await storage.aggregate(query, source=source)] == raw
 
 
 async def _apply_v1_only(storage_url: str) -> None:
@@ -220,9 +272,8 @@ async def test_migration_backfills_rollups_from_old_rows(storage_url: str) -> No
     try:
         assert v1.applied_migrations == list(range(2, LATEST + 1))
         assert await v1.schema_version() == LATEST
-        rollups = await v1.rollups()
-        assert sum(rollups.values()) == 9 and len(rollups) == 3
-        assert rollups == await v1.rollups(recompute=True)
+        assert len(await v1.rollups()) == 3
+        assert set((await assert_rollups_match_raw(v1)).values()) == {9}
     finally:
         await v1.close()
     again = open_storage(storage_url, migrate=True)

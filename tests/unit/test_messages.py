@@ -521,6 +521,24 @@ def test_batch_fields_are_required(field: str) -> None:
         from_peer(lambda: Batch.from_wire(wire))
 
 
+@pytest.mark.parametrize("odd", [True, 1.0])
+@pytest.mark.parametrize("odd_first", [False, True])
+def test_a_batch_validates_each_network_context_even_when_they_compare_equal(
+    odd: Any, odd_first: bool
+) -> None:
+    """Identical contexts in one batch are validated once; ``True`` and ``1.0`` equal ``1`` in
+    Python, yet they are not an ASN, wherever they sit in the batch."""
+    wire = b.batch(count=3).to_wire()
+    for item in wire["measurements"]:
+        item["network"]["asn"] = 1
+    wire["measurements"][0 if odd_first else 2]["network"]["asn"] = odd
+    with pytest.raises(SchemaError, match=r"network\.asn"):
+        from_peer(lambda: Batch.from_wire(wire))
+    wire["measurements"][0 if odd_first else 2]["network"]["asn"] = 1
+    batch = from_peer(lambda: Batch.from_wire(wire))
+    assert {m.network.asn for m in batch.measurements} == {1}
+
+
 def test_batch_refuses_unknown_fields() -> None:
     wire = {**b.batch().to_wire(), "signature": b"x"}
     with pytest.raises(SchemaError, match="unknown fields: signature"):
