@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,7 +34,7 @@ from protocol import (
 
 from .audit import Ledger, Pending
 from .events import Event, effect_at
-from .world import failure_rate, measure
+from .world import DailyNoise, measure
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 MAX_BACKOFF = timedelta(minutes=30)
@@ -49,6 +49,7 @@ class VirtualAgent:
     rng: random.Random
     next_round: datetime
     round_every: timedelta
+    noise: DailyNoise
     spool: deque[Pending] = field(default_factory=deque)
     upload_at: datetime | None = None
     backoff: timedelta = timedelta(minutes=1)
@@ -64,7 +65,7 @@ class VirtualAgent:
         for target in self.targets:
             at += timedelta(seconds=self.rng.uniform(0.5, 3.0))
             effect = effect_at(events, self.network, target, at)
-            if effect == "ok" and self.rng.random() < failure_rate(at):
+            if effect == "ok" and self.rng.random() < self.noise.rate(at):
                 effect = "noise"
             items.append(measure(self.rng, self.agent_id, at, self.network, target, effect))
         batch = Batch(new_uid(), self.agent_id, at, tuple(items))
@@ -199,7 +200,7 @@ def new_session(limit: int = 100) -> aiohttp.ClientSession:
     )
 
 
-async def bounded(jobs: list[Callable[[], Awaitable[None]]], concurrency: int) -> None:
+async def bounded(jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int) -> None:
     """Run coroutine factories with at most ``concurrency`` in flight."""
     semaphore = asyncio.Semaphore(concurrency)
 

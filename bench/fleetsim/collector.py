@@ -146,6 +146,7 @@ class RssSampler:
             "first_mb": self.samples[0][1] if self.samples else None,
             "last_mb": self.samples[-1][1] if self.samples else None,
             "by_phase": {
-                p: {"min_mb": min(v), "max_mb": max(v), "samples": len(v)} for p, v in phases.items()
+                p: {"min_mb": min(v), "max_mb": max(v), "samples": len(v)}
+                for p, v in phases.items()
             },
         }

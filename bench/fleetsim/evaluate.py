@@ -86,7 +86,11 @@ def _minutes(values: list[timedelta | None]) -> dict[str, float | None]:
     known = [v.total_seconds() / 60 for v in values if v is not None]
     if not known:
         return {"min": None, "median": None, "max": None}
-    return {"min": round(min(known), 1), "median": round(median(known), 1), "max": round(max(known), 1)}
+    return {
+        "min": round(min(known), 1),
+        "median": round(median(known), 1),
+        "max": round(max(known), 1),
+    }
 
 
 def detection_table(events: list[Event], sightings: dict[str, Sighting]) -> list[dict[str, Any]]:
@@ -123,10 +127,9 @@ def detection_table(events: list[Event], sightings: dict[str, Sighting]) -> list
             "alert_latency_min": _minutes([s.alert_latency for _, s in scores]),
             "right_pattern_latency_min": _minutes([s.right_latency for _, s in right]),
         }
-        row["correct"] = (
-            row["found"]["episodes"] == row["expected"]["episodes"]
-            and row["found"]["patterns"] == [expected]
-        )
+        row["correct"] = row["found"]["episodes"] == row["expected"]["episodes"] and row["found"][
+            "patterns"
+        ] == [expected]
         if expected == INTERNATIONAL_CUT and len(members) > 1:
             # Each drop must be its own disruption, not one smeared over the morning.
             per_net: dict[tuple[str, str, int, str], list[set[str]]] = {}
@@ -145,7 +148,9 @@ def false_alarms(
     events: list[Event], sightings: dict[str, Sighting], window: tuple[datetime, datetime] | None
 ) -> list[dict[str, Any]]:
     """Disruptions that answer no scripted event (within ``window`` of start times, if given)."""
-    covered = [(e, net) for e in events if e.kind in NETWORK_EVENTS for net in networks() if e.covers(net)]
+    covered = [
+        (e, net) for e in events if e.kind in NETWORK_EVENTS for net in networks() if e.covers(net)
+    ]
     out = []
     for seen in sightings.values():
         item = seen.item

@@ -154,7 +154,10 @@ def collector_kill(day0: datetime, day: int, hour: int) -> Event:
 def collector_outage(day0: datetime, day: int, hour: int, minutes: int = 30) -> Event:
     start = _at(day0, day, hour)
     return Event(
-        f"collector outage {minutes} min", COLLECTOR_OUTAGE, start, start + timedelta(minutes=minutes)
+        f"collector outage {minutes} min",
+        COLLECTOR_OUTAGE,
+        start,
+        start + timedelta(minutes=minutes),
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,7 +42,7 @@ from .agents import (
 from .audit import AuditResult, Ledger, audit
 from .collector import CollectorProcess, RssSampler
 from .events import COLLECTOR_KILL, COLLECTOR_OUTAGE, Event, offline
-from .world import fleet_networks, test_list
+from .world import DailyNoise, fleet_networks, test_list
 
 MAX_FINAL_DRAIN_ROUNDS = 50
 
@@ -60,7 +60,7 @@ class ScenarioConfig:
     agents_per_network: int = 4
     round_minutes: float = 30.0
     step_minutes: float = 5.0
-    detect_every_minutes: float = 30.0
+    detect_every_minutes: float = 60.0
     concurrency: int = 8
     seed: int = 1
     detector: DetectorSettings = field(default_factory=DetectorSettings)
@@ -104,6 +104,7 @@ class ScenarioResult:
     faults: list[dict[str, Any]]
     rss: dict[str, object]
     wall_seconds: float
+    collector_starts: int
 
 
 class Simulation:
@@ -122,6 +123,7 @@ class Simulation:
         cfg = self.config
         rng = random.Random(cfg.seed)
         every = timedelta(minutes=cfg.round_minutes)
+        noise = DailyNoise(cfg.seed, cfg.day0)
         return [
             VirtualAgent(
                 key=SigningKey.generate(),
@@ -130,6 +132,7 @@ class Simulation:
                 rng=random.Random(rng.random()),
                 next_round=cfg.day0 + rng.random() * every,
                 round_every=every,
+                noise=noise,
             )
             for net in fleet_networks(cfg.agents_per_network)
         ]
@@ -168,6 +171,7 @@ class Simulation:
             self.faults,
             rss.summary(),
             time.monotonic() - started,
+            self.collector.starts,
         )
 
     async def _loop(
@@ -188,7 +192,9 @@ class Simulation:
         now, next_pass = cfg.day0, cfg.day0 + every
         while now < cfg.end:
             upto = now + step
-            kill = next((e for e in faults if now <= e.start < upto and e.kind == COLLECTOR_KILL), None)
+            kill = next(
+                (e for e in faults if now <= e.start < upto and e.kind == COLLECTOR_KILL), None
+            )
             for event in faults:
                 if event.kind == COLLECTOR_OUTAGE and now <= event.start < upto:
                     await self.collector.stop()
@@ -223,7 +229,9 @@ class Simulation:
                 next_pass += every
             now = upto
 
-    async def _kill_during(self, event: Event, jobs: list[Callable[[], Awaitable[None]]], uploader: Uploader) -> None:
+    async def _kill_during(
+        self, event: Event, jobs: Sequence[Callable[[], Awaitable[None]]], uploader: Uploader
+    ) -> None:
         """Start the step's uploads, kill -9 the collector once some are acknowledged and others are
         in flight, let the agents fail over, then restart it as a service manager would."""
         record = self._fault(event, "collector killed (SIGKILL) with uploads in flight")
@@ -281,5 +289,8 @@ class Simulation:
             await asyncio.sleep(0.05)
 
 
-async def run_scenario(config: ScenarioConfig, workdir: Path, db: str | None = None) -> ScenarioResult:
+async def run_scenario(
+    config: ScenarioConfig, workdir: Path, db: str | None = None
+) -> ScenarioResult:
+    workdir.mkdir(parents=True, exist_ok=True)
     return await Simulation(config, workdir, db or f"sqlite://{workdir}/fleet.db").run()

@@ -26,6 +26,7 @@ from protocol import (
     HttpResult,
     Measurement,
     NetworkContext,
+    Scope,
     Target,
     TcpResult,
     Verdict,
@@ -70,20 +71,20 @@ COUNTRIES = (
 )
 
 INTERNATIONAL = (
-    Target("https://news.world.test/", "international", "NEWS"),
-    Target("https://social.world.test/", "international", "GRP"),
-    Target("https://video.world.test/", "international", "MMED"),
-    Target("https://search.world.test/", "international", "SRCH"),
+    Target("https://news.world.test/", Scope.INTERNATIONAL, "NEWS"),
+    Target("https://social.world.test/", Scope.INTERNATIONAL, "GRP"),
+    Target("https://video.world.test/", Scope.INTERNATIONAL, "MMED"),
+    Target("https://search.world.test/", Scope.INTERNATIONAL, "SRCH"),
 )
 
 
 def domestic_targets(country: str) -> tuple[Target, ...]:
     cc = country.lower()
     return (
-        Target(f"https://news.{cc}.test/", "domestic", "NEWS"),
-        Target(f"https://bank.{cc}.test/", "domestic", "ECON"),
-        Target(f"https://gov.{cc}.test/", "domestic", "GOVT"),
-        Target(f"https://shop.{cc}.test/", "domestic", "COMM"),
+        Target(f"https://news.{cc}.test/", Scope.DOMESTIC, "NEWS"),
+        Target(f"https://bank.{cc}.test/", Scope.DOMESTIC, "ECON"),
+        Target(f"https://gov.{cc}.test/", Scope.DOMESTIC, "GOVT"),
+        Target(f"https://shop.{cc}.test/", Scope.DOMESTIC, "COMM"),
     )
 
 
@@ -109,13 +110,21 @@ def fleet_networks(agents_per_network: int) -> list[NetworkContext]:
 Effect = str
 
 
-def failure_rate(at: datetime) -> float:
-    """Share of background failures at ``at``: ~4 % at midnight, ~1 % at noon (UTC stands in for local
-    time), times a factor between 0.7 and 1.3 that changes from day to day."""
-    day = at.date().isoformat().encode()
-    factor = 0.7 + 0.6 * hashlib.sha256(day).digest()[0] / 255
-    hour = at.hour + at.minute / 60
-    return factor * (0.025 + 0.015 * math.cos(2 * math.pi * hour / 24))
+@dataclass(frozen=True, slots=True)
+class DailyNoise:
+    """Share of background failures: ~4 % at midnight, ~1 % at noon (UTC stands in for local time),
+    times a factor between 0.7 and 1.3 that changes from day to day. The factor depends on the seed
+    and the day's index from ``day0``, not on the calendar, so a seeded run is the same every day."""
+
+    seed: int
+    day0: datetime
+
+    def rate(self, at: datetime) -> float:
+        day = (at - self.day0).days
+        digest = hashlib.sha256(f"{self.seed}/{day}".encode()).digest()
+        factor = 0.7 + 0.6 * digest[0] / 255
+        hour = at.hour + at.minute / 60
+        return factor * (0.025 + 0.015 * math.cos(2 * math.pi * hour / 24))
 
 
 def _address(target: Target, index: int) -> str:
@@ -142,7 +151,9 @@ def measure(
     blocking: Blocking | None = None
     verdict = Verdict.OK
     failure: str | None = None
-    dns, tcp, http = dns_ok, (TcpResult(ip, 443, None, rtt),), http_ok
+    dns: DnsResult = dns_ok
+    tcp: tuple[TcpResult, ...] = (TcpResult(ip, 443, None, rtt),)
+    http: HttpResult | None = http_ok
     if effect == "noise":
         effect = rng.choice(("timeout", "timeout", "reset", "servfail"))
     if effect in ("cut", "timeout"):
