@@ -11,7 +11,7 @@ Three parts, each against a real ``vantage collector serve`` subprocess on 127.0
    percentiles, detection latency and correctness per event, false alarms, exactly-once storage, RSS;
 2. capacity: real-time open-loop load of N agents at a 5-minute round, ramped until p99 upload latency
    reaches 200 ms (fresh collector);
-3. burst: 500 uploads started at the same instant (same collector as 2).
+3. burst: 500 uploads started at the same instant (the collector of 2, before its ramp).
 
 A summary table is printed and the full result written to bench/results/fleet-<timestamp>.json.
 
@@ -92,6 +92,9 @@ async def capacity_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ledger = Ledger()
             uploader = Uploader(http, lambda: collector.url, key, ledger)
             pool = AgentPool(http, collector.url)
+            if args.burst:  # first, on a fresh process, so its memory is measured clean
+                print(f"burst: {args.burst} concurrent uploads ...", flush=True)
+                out["burst"] = await burst(pool, uploader, collector, args.burst)
             with RssSampler(collector) as sampler:
                 print("capacity ramp (agents at a 5-minute round, real time):", flush=True)
                 best, steps = await ramp(
@@ -110,9 +113,6 @@ async def capacity_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "p99_budget_ms": P99_BUDGET_MS,
                 "steps": [s.to_json() for s in steps],
             }
-            if args.burst:
-                print(f"burst: {args.burst} concurrent uploads ...", flush=True)
-                out["burst"] = await burst(pool, uploader, collector, args.burst)
             storage = open_storage(db, migrate=False)
             await storage.open()
             try:

@@ -74,6 +74,7 @@ class StepResult:
     achieved_per_s: float
     uploads: int
     errors: int
+    error_kinds: dict[str, int]
     backlog_s: float  # from the last arrival to the last answer: the queue the collector left
     latency_ms: dict[str, float | None]
     start_lag_p99_ms: float | None  # how late the generator started uploads (its own health)
@@ -135,6 +136,7 @@ async def capacity_step(
         backlog_s=round(elapsed - span, 3),
         uploads=count,
         errors=sum(stats.failures.values()) + sum(stats.refused.values()),
+        error_kinds={**stats.failures, **stats.refused},
         latency_ms=percentiles(stats.latencies),
         start_lag_p99_ms=percentiles(lags)["p99"],
         rss_peak_mb=sampler.peak(sampler.phase),
