@@ -209,7 +209,11 @@ async def burst(
         after = sampler.sample()
         peak = sampler.peak("burst")
     stats = uploader.stats
-    peak = max(filter(None, (peak, after, before)), default=None)
+    peak = max((mb for mb in (peak, after, before) if mb is not None), default=None)
+
+    def mb(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
     return {
         "uploads": size,
         "acknowledged": outcomes.count("ok"),
@@ -217,8 +221,8 @@ async def burst(
         "error_kinds": {**stats.failures, **stats.refused},
         "elapsed_s": round(elapsed, 3),
         "latency_ms": percentiles(stats.latencies),
-        "rss_before_mb": before,
-        "rss_peak_mb": peak,
-        "rss_after_mb": after,
-        "rss_growth_mb": round(peak - before, 1) if peak and before else None,
+        "rss_before_mb": mb(before),
+        "rss_peak_mb": mb(peak),
+        "rss_after_mb": mb(after),
+        "rss_growth_mb": mb(peak - before) if peak is not None and before is not None else None,
     }
