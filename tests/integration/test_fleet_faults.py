@@ -1,6 +1,7 @@
 """Collector faults under a small fleet: kill -9 mid-ingest, then a 30-minute outage (simulated).
 
-22 agents (one per network) play six simulated hours against a real collector process. At 02:00 the
+22 agents (one per network) play six simulated hours against a real collector process, on SQLite and
+on PostgreSQL. At 02:00 the
 collector is killed with SIGKILL while uploads are in flight and restarted on the same port; at 03:00
 it is stopped for 30 simulated minutes while agents keep measuring into their spools. Afterwards every
 batch any agent signed must have been acknowledged, and every acknowledged batch must be stored once,
@@ -19,7 +20,9 @@ from fleetsim.events import collector_kill, collector_outage
 from fleetsim.scenario import ScenarioConfig, last_midnight, run_scenario
 
 
-def test_kill_9_and_an_outage_lose_nothing_and_store_nothing_twice(tmp_path: Path) -> None:
+def test_kill_9_and_an_outage_lose_nothing_and_store_nothing_twice(
+    tmp_path: Path, storage_url: str
+) -> None:
     day0 = last_midnight() - timedelta(days=1)
     events = [collector_kill(day0, 0, 2), collector_outage(day0, 0, 3, minutes=30)]
     config = ScenarioConfig(
@@ -30,7 +33,7 @@ def test_kill_9_and_an_outage_lose_nothing_and_store_nothing_twice(tmp_path: Pat
         round_minutes=10,
         concurrency=4,
     )
-    result = asyncio.run(run_scenario(config, tmp_path))
+    result = asyncio.run(run_scenario(config, tmp_path, storage_url))
 
     kill, outage = result.faults
     assert kill["uploads_failed_by_kill"] > 0  # the kill hit live uploads, which were retried
