@@ -77,6 +77,15 @@ def scenario_json(result: ScenarioResult, db: str, quiet_days: int) -> dict[str,
         "audit": result.audit.to_json(),
         "faults": result.faults,
         "rss": result.rss,
+        "disruptions": [  # everything the API listed, to re-score old runs with new rules
+            {
+                "first_seen": seen.first_seen.isoformat(),
+                "retracted_at": seen.retracted_at.isoformat() if seen.retracted_at else None,
+                "patterns": [(at.isoformat(), pattern) for at, pattern in seen.history],
+                "item": seen.item,
+            }
+            for seen in result.sightings.values()
+        ],
     }
 
 

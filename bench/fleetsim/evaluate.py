@@ -39,13 +39,15 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def answers(item: dict[str, Any], event: Event, net: NetworkContext) -> bool:
+def answers(seen: Sighting, event: Event, net: NetworkContext) -> bool:
+    item = seen.item
     if _identity(item) != _net_identity(net):
         return False
     if (item.get("domain") or None) != event.domain:
         return False
     started = _time(item["started_at"])
-    ended = _time(item["ended_at"]) if item["ended_at"] else None
+    # A retracted disruption was last listed as still open: it lasted until it was retracted.
+    ended = _time(item["ended_at"]) if item["ended_at"] else seen.retracted_at
     return started < event.end and (ended is None or ended > _floor_hour(event.start))
 
 
@@ -69,7 +71,7 @@ def score_event(event: Event, sightings: dict[str, Sighting]) -> list[NetworkSco
             continue
         score = NetworkScore(_net_identity(net))
         for ident, seen in sightings.items():
-            if not answers(seen.item, event, net):
+            if not answers(seen, event, net):
                 continue
             score.ids.add(ident)
             score.alert_latency = _earliest(score.alert_latency, seen.first_seen - event.start)
@@ -154,7 +156,7 @@ def false_alarms(
     out = []
     for seen in sightings.values():
         item = seen.item
-        if any(answers(item, e, net) for e, net in covered):
+        if any(answers(seen, e, net) for e, net in covered):
             continue
         started = _time(item["started_at"])
         if window is not None and not window[0] <= started < window[1]:
