@@ -8,8 +8,8 @@ history ("inpainting"), so an outage never becomes its own baseline. A series is
 history holds ``min_baseline`` buckets; until then (a new deployment, the demo) the baseline is the median
 of the same scope on the country's other networks in the same bucket, if there are at least two. A bucket
 is judged only when ``min_agents`` distinct agents measured it: one volunteer is not a province, and a drop
-must also exceed ``noise_sigmas`` binomial standard deviations, so a handful of measurements cannot raise
-an alarm by chance.
+must also exceed ``noise_sigmas`` binomial standard deviations (counted over agents, since failures
+cluster by agent), so a handful of measurements cannot raise an alarm by chance.
 
 Per bucket the two scopes are read together and named:
 
@@ -185,8 +185,14 @@ def _judge_network(
             if cell.agents < settings.min_agents:
                 continue
             # Small buckets are noisy: 4 of 6 ok is 67 % by chance alone. Flag a drop only when it is
-            # also beyond what sampling explains at the baseline's rate.
-            noise = settings.noise_sigmas * sqrt(min(base, 1.0) * max(0.0, 1 - base) / cell.n)
+            # also beyond what sampling explains at the baseline's rate. Failures cluster by agent
+            # (one volunteer's flaky Wi-Fi fails all its targets at once), so the sample size that
+            # counts is the number of agents, not of measurements; and the rate is kept off 0 and 1,
+            # or a baseline of exactly 100 % would make a single failure "significant". (The fleet
+            # simulator found both: false cuts on half-filled evening hours.)
+            rate = min(max(base, 0.02), 0.98)
+            samples = max(1, min(cell.n, cell.agents))
+            noise = settings.noise_sigmas * sqrt(rate * (1 - rate) / samples)
             if cell.ratio < settings.warning * base and cell.ratio < base - noise:
                 low[scope] = (base, cell.ratio, source)
             else:
