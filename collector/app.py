@@ -38,6 +38,7 @@ from .control import ControlHelper, ControlSettings, parse_control_request
 from .detector import DetectorSettings
 from .errors import (
     BadRequest,
+    Busy,
     CollectorError,
     Forbidden,
     NotFound,
@@ -78,6 +79,9 @@ class CollectorConfig:
     agent_rate: Rate = DEFAULT_AGENT_RATE
     address_rate: Rate = DEFAULT_ADDRESS_RATE
     migrate: bool | None = None  # None: the backend's default (SQLite yes, PostgreSQL no)
+    # Back-pressure: uploads beyond this many at once are answered 503 + Retry-After before their
+    # body is read, so an overloaded collector keeps its memory bounded (agents retry with backoff).
+    max_inflight_uploads: int = 256
     control: ControlSettings = field(default_factory=ControlSettings)
     geoip_paths: tuple[Path, ...] = ()  # MaxMind/DB-IP .mmdb files (City/Country and ASN)
     context_token_ttl: timedelta = timedelta(hours=6)
@@ -251,12 +255,41 @@ async def register_agent(request: web.Request) -> web.Response:
     )
 
 
+class InflightGate:
+    """Counts uploads being handled; refuses new ones at the limit (no queue that can grow)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.current = limit, 0
+
+    def enter(self) -> None:
+        if self.current >= self.limit:
+            raise Busy(
+                f"{self.current} uploads in flight, the limit; retry shortly", retry_after="2"
+            )
+        self.current += 1
+
+    def leave(self) -> None:
+        self.current -= 1
+
+
+INFLIGHT = web.AppKey("inflight_uploads", InflightGate)
+
+
 async def upload_batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     if request.content_type not in MSGPACK_TYPES:
         return json_error(
             415, "unsupported_media_type", "send the signed batch as application/msgpack"
         )
+    gate = request.app[INFLIGHT]
+    gate.enter()
+    try:
+        return await _upload_batch(request, config)
+    finally:
+        gate.leave()
+
+
+async def _upload_batch(request: web.Request, config: CollectorConfig) -> web.Response:
     body = await read_body(request, config.max_body_bytes)
     received_at = utc_now()
     limiter = request.app[LIMITS].per_agent
@@ -375,6 +408,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[COLLECTOR_KEY] = load_or_create_key(config.resolved_key_path)
     app[LIMITS] = Limits(RateLimiter(config.agent_rate), AddressLimiter(config.address_rate))
+    app[INFLIGHT] = InflightGate(config.max_inflight_uploads)
     app[CONTROL] = control_helper or ControlHelper(config.control)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -121,6 +121,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default=20,
         help="writes per second per client address, burst 5x (0: no limit, e.g. behind a proxy)",
     )
+    serve.add_argument(
+        "--max-inflight",
+        type=int,
+        default=256,
+        help="uploads handled at once; more get 503 + Retry-After (back-pressure, bounded memory)",
+    )
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
     serve.add_argument(
         "--no-control", action="store_true", help="do not offer POST /api/v1/control"
@@ -280,6 +286,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         agent_rate=Rate(args.rate_per_agent, max(1, int(args.rate_per_agent * 6))),
         address_rate=Rate(args.rate_per_address, max(1, int(args.rate_per_address * 5))),
         migrate=True if args.migrate else None,
+        max_inflight_uploads=max(1, args.max_inflight),
         control=control,
         geoip_paths=tuple(args.geoip),
         detect_interval=args.detect_interval,

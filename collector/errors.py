@@ -11,6 +11,7 @@
     ├── PayloadTooLarge   413
     ├── Unprocessable     422         decodes, but the content is invalid (schema, time window)
     └── TooManyRequests   429         over a rate limit: per agent, per address, or the control helper (Retry-After)
+        └── Busy          503         too many uploads in flight: back-pressure (Retry-After)
 
 Protocol errors are translated once, in ``from_protocol_error``.
 """
@@ -65,6 +66,12 @@ class TooManyRequests(CollectorError):
     def __init__(self, message: str, *, retry_after: str = "1", code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class Busy(TooManyRequests):
+    """Back-pressure: the collector is at its limit of concurrent uploads; nothing was read or stored."""
+
+    status, code = 503, "busy"
 
 
 def from_protocol_error(exc: RemoteProtocolError) -> CollectorError:

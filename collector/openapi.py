@@ -245,7 +245,18 @@ def build_spec() -> dict[str, Any]:
             "POST": _op(
                 "Upload a signed batch of measurements; answers with a signed receipt",
                 "ingest",
-                {"200": _ok("stored or duplicate"), "400": ERROR, "401": ERROR, "413": ERROR},
+                {
+                    "200": _ok("stored or duplicate"),
+                    "400": ERROR,
+                    "401": ERROR,
+                    "403": ERROR,
+                    "409": ERROR,
+                    "413": ERROR,
+                    "415": ERROR,
+                    "422": ERROR,
+                    "429": ERROR,
+                    "503": ERROR,
+                },
                 body="application/msgpack",
             )
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -13,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from ingest_support import batch_of, measurement, registration_body, signed
 
-from collector.app import LIMITS, STORAGE, CollectorConfig, create_app
+from collector.app import INFLIGHT, LIMITS, STORAGE, CollectorConfig, create_app
 from collector.ratelimit import Rate
 from protocol import (
     SignedBatch,
@@ -228,3 +229,38 @@ async def test_per_address_rate_limit_answers_429_with_retry_after(
     assert (await client.get("/healthz")).status == 200
     limiter = app[LIMITS].per_address.limiter
     assert len(limiter) == 1 and "127.0.0.1" not in repr(limiter._buckets)
+
+
+async def test_uploads_beyond_the_inflight_limit_get_503_and_nothing_is_lost(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """Back-pressure: at the limit a new upload is refused before its body is read; the one in
+    flight still completes, and the refused batch goes through when retried."""
+    app = create_app(config(str(tmp_path / "c.db"), tmp_path, max_inflight_uploads=1))
+    client = await aiohttp_client(app)
+    key = SigningKey.generate()
+    await register(client, key)
+    slow, refused = signed(key, [measurement(key)]), signed(key, [measurement(key)])
+    release = asyncio.Event()
+
+    async def trickle() -> Any:  # holds the only slot until released
+        body = slow.to_bytes()
+        yield body[:16]
+        await release.wait()
+        yield body[16:]
+
+    first = asyncio.ensure_future(client.post("/api/v1/batches", data=trickle(), headers=MSGPACK))
+    for _ in range(500):
+        if app[INFLIGHT].current == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert app[INFLIGHT].current == 1
+    response = await client.post("/api/v1/batches", data=refused.to_bytes(), headers=MSGPACK)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "busy"
+    assert int(response.headers["Retry-After"]) >= 1
+    release.set()
+    assert (await first).status == 200
+    assert app[INFLIGHT].current == 0
+    assert (await upload(client, refused.to_bytes()))[0] == 200
+    assert await stored(client) == 2
