@@ -201,7 +201,17 @@ _NOTEWORTHY = frozenset({"pattern", "scope", "started_at", "ended_at", "severity
 async def detect(
     storage: Storage, at: datetime, settings: DetectorSettings | None = None
 ) -> PassResult:
-    """One pass at ``at``: find episodes, reconcile them with the stored disruptions, log events."""
+    """One pass at ``at``: find episodes, reconcile them with the stored disruptions, log events.
+
+    Passes are serialised across every collector sharing the database: two passes reading the same
+    stored disruptions at once would each open the same new one."""
+    async with storage.exclusive("detector"):
+        return await _detect(storage, at, settings)
+
+
+async def _detect(
+    storage: Storage, at: datetime, settings: DetectorSettings | None = None
+) -> PassResult:
     settings = settings or DetectorSettings()
     now = floor_hour(at)
     first = now - timedelta(hours=settings.window + settings.horizon_hours)

@@ -11,7 +11,8 @@ in the same order; a deadlock or serialization failure (should one happen anyway
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -362,6 +363,16 @@ class PostgresStorage:
         return [AgentOverview(*row) for row in rows]
 
     # --- analysis and research API (issue 6) -----------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A session-level advisory lock, held on its own connection for the whole block."""
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"vantage:{name}")
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"vantage:{name}")
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         rows = await self.pool.fetch(dollar_placeholders(sql), *args, timeout=self.read_timeout)

@@ -9,6 +9,7 @@ rollups updated in the same transaction as the rows they count.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -152,3 +153,7 @@ class Storage(Protocol):
 
     async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run write statements (``?`` placeholders) in one transaction; return after the commit."""
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Hold a lock called ``name`` across every process using this database (e.g. so that
+        two collectors sharing it never run detection passes at the same time)."""

@@ -13,6 +13,7 @@ A round is one detection pass at an hour boundary, after that hour's uploads.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -166,3 +167,28 @@ async def test_quiet_days_with_daily_rhythm_raise_nothing(storage: Storage) -> N
             result = await detect(storage, at_hour(h + 1), SETTINGS)
             assert result.events == [], (h, result.events)
     assert await list_disruptions(storage, {}) == []
+
+
+async def test_concurrent_passes_open_each_disruption_once(storage_url: str) -> None:
+    """Two collectors sharing a database run their passes at the same moment: the detector lock
+    (Storage.exclusive) serialises them, so the second finds the first's disruptions and opens none."""
+    first, second = open_storage(storage_url, migrate=True), open_storage(storage_url, migrate=True)
+    await first.open()
+    await second.open()
+    try:
+        stream = Stream(first)
+        await stream.register()
+        for h in range(26):
+            await stream.hour(h, outcome(h), NETWORKS)
+        results = await asyncio.gather(
+            detect(first, at_hour(26), SETTINGS), detect(second, at_hour(26), SETTINGS)
+        )
+        opened = [kind for result in results for kind, _ in result.events if kind == "open"]
+        items = await list_disruptions(first, {})
+        assert len(opened) == len(items) > 0
+        assert len({item["id"] for item in items}) == len(items)
+        keys = {(i["region"], i["asn"], i["pattern"], i["domain"]) for i in items}
+        assert len(keys) == len(items), "the same disruption was opened twice"
+    finally:
+        await first.close()
+        await second.close()
