@@ -9,7 +9,8 @@ history holds ``min_baseline`` buckets; until then (a new deployment, the demo) 
 of the same scope on the country's other networks in the same bucket, if there are at least two. A bucket
 is judged only when ``min_agents`` distinct agents measured it: one volunteer is not a province, and a drop
 must also exceed ``noise_sigmas`` binomial standard deviations (counted over agents, since failures
-cluster by agent), so a handful of measurements cannot raise an alarm by chance.
+cluster by agent), so a handful of measurements cannot raise an alarm by chance; and an hour still filling
+up can raise only a critical drop (a warning waits for the hour to complete).
 
 Per bucket the two scopes are read together and named:
 
@@ -193,7 +194,10 @@ def _judge_network(
             rate = min(max(base, 0.02), 0.98)
             samples = max(1, min(cell.n, cell.agents))
             noise = settings.noise_sigmas * sqrt(rate * (1 - rate) / samples)
-            if cell.ratio < settings.warning * base and cell.ratio < base - noise:
+            # An hour still filling up has few, clustered samples: there only a critical drop
+            # counts; a mere warning waits for the hour to complete.
+            threshold = settings.warning if is_complete else settings.critical
+            if cell.ratio < threshold * base and cell.ratio < base - noise:
                 low[scope] = (base, cell.ratio, source)
             else:
                 normal.add(scope)
