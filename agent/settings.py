@@ -90,7 +90,11 @@ def parse_service_settings(data: dict[str, Any], base: Path, where: str) -> Serv
         raise ConfigError(f"{where} [context]: whoami must be true or false")
     if not isinstance(mmdb, list) or not all(isinstance(p, str) for p in mmdb):
         raise ConfigError(f"{where} [context]: mmdb must be a list of file paths")
-    routable = c.get("routable_prefixes", [])
+    # One idea, one default: prefixes treated as routable for DNS answers ([probe]) are also treated
+    # as public addresses here, unless [context] says otherwise.
+    probe = data.get("probe", {})
+    default_routable = probe.get("routable_prefixes", []) if isinstance(probe, dict) else []
+    routable = c.get("routable_prefixes", default_routable)
     try:
         if not isinstance(routable, list):
             raise ValueError("must be a list")
