@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_messages import paths, replaced, through_the_wire
 
-from protocol.canonical import canonical_decode, canonical_encode
 from protocol.errors import SchemaError
 from protocol.fingerprints import Hit
 from protocol.messages import (
@@ -73,26 +72,7 @@ def full_measurement() -> Measurement:
 FULL_WIRE = full_measurement().to_wire()
 
 
-def paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Every map key and list index below ``obj``."""
-    items = (
-        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-    )
-    for key, value in items:
-        yield (*prefix, key)
-        yield from paths(value, (*prefix, key))
-
-
 ALL_PATHS = sorted(paths(FULL_WIRE), key=repr)
-
-
-def replaced(wire: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = canonical_decode(canonical_encode(wire))  # a deep copy, as a peer would send it
-    parent = out
-    for key in path[:-1]:
-        parent = parent[key]
-    parent[path[-1]] = value
-    return out
 
 
 def state(obj: Any) -> Any:
@@ -142,7 +122,7 @@ def test_a_batch_read_from_the_wire_is_as_if_constructed() -> None:
 def test_anything_anywhere_is_a_checked_message_or_a_schema_error(
     path: tuple[Any, ...], value: Any
 ) -> None:
-    wire = replaced(FULL_WIRE, path, value)
+    wire = through_the_wire(replaced(FULL_WIRE, path, value))
     try:
         message = from_peer(lambda: Measurement.from_wire(wire))
     except SchemaError:
@@ -175,6 +155,6 @@ def test_anything_anywhere_is_a_checked_message_or_a_schema_error(
     ],
 )
 def test_each_part_keeps_its_message(path: tuple[Any, ...], value: Any, message: str) -> None:
-    wire = replaced(FULL_WIRE, path, value)
+    wire = through_the_wire(replaced(FULL_WIRE, path, value))
     with pytest.raises(SchemaError, match=re.escape(message)):
         from_peer(lambda: Measurement.from_wire(wire))
