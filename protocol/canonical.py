@@ -136,7 +136,8 @@ def _check_decoded_shape(obj: Any, max_depth: int) -> None:
             if kind is dict or kind is list:
                 if depth >= max_depth:
                     raise DecodeError(f"nesting deeper than {max_depth}")
-                pending.append((value, depth + 1))
+                if value:  # most lists and maps of a measurement are empty: nothing to look at
+                    pending.append((value, depth + 1))
             elif kind is float:
                 if not math.isfinite(value):
                     raise DecodeError("not canonical: NaN and infinities have no canonical form")

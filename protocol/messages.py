@@ -194,6 +194,20 @@ def _once(shared: dict[Any, Any] | None, build: Callable[[Any], T], wire: object
     return cast(T, found)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _build(cls: type[T], **values: Any) -> T:
+    """A message made from values its ``from_wire`` has already checked, without running the
+    constructor's checks a second time (they cost as much as the reading). Only ``from_wire`` calls
+    this, after applying exactly the checks ``__post_init__`` would; every field must be given."""
+    obj = _new(cls)
+    for key, value in values.items():
+        _set(obj, key, value)
+    return obj
+
+
 def from_peer(build: Callable[[], T]) -> T:
     """Run a ``from_wire`` body and turn validation errors into the peer's fault (``SchemaError``)."""
     try:
@@ -415,10 +429,7 @@ class DnsResult:
         object.__setattr__(
             self, "answers", tuple(_as_list(self.answers, "dns.answers", MAX_DNS_ANSWERS))
         )
-        for answer in self.answers:
-            _check_ip("dns.answers[]", answer)
-        _check_failure("dns.failure", self.failure)
-        _check_seconds("dns.runtime", self.runtime)
+        _check_dns_values(self.answers, self.failure, self.runtime)
         object.__setattr__(self, "queries", tuple(_as_list(self.queries, "dns.queries", 4)))
         if not all(isinstance(q, DnsQuery) for q in self.queries):
             _fail("dns.queries must hold DnsQuery objects")
@@ -436,15 +447,29 @@ class DnsResult:
     def from_wire(cls, wire: object) -> DnsResult:
         m = _as_map(wire, "dns")
         _no_extra_keys(m, cls._KEYS, "dns")
-        return cls(
-            _field(m, "resolver", "dns"),
-            tuple(_as_list(_field(m, "answers", "dns"), "dns.answers", MAX_DNS_ANSWERS)),
-            _field(m, "failure", "dns"),
-            _field(m, "runtime", "dns"),
-            tuple(
-                DnsQuery.from_wire(q) for q in _as_list(_opt(m, "queries", []), "dns.queries", 4)
-            ),
+        resolver = _field(m, "resolver", "dns")
+        answers = tuple(_as_list(_field(m, "answers", "dns"), "dns.answers", MAX_DNS_ANSWERS))
+        failure, runtime = _field(m, "failure", "dns"), _field(m, "runtime", "dns")
+        queries = _as_list(_opt(m, "queries", ()), "dns.queries", 4)
+        queries = tuple([DnsQuery.from_wire(q) for q in queries]) if queries else ()
+        # __post_init__'s checks, less the ones the reading above already made
+        _check_text("dns.resolver", resolver, 128, empty=False)
+        _check_dns_values(answers, failure, runtime)
+        return _build(
+            cls,
+            resolver=resolver,
+            answers=answers,
+            failure=failure,
+            runtime=runtime,
+            queries=queries,
         )
+
+
+def _check_dns_values(answers: tuple[str, ...], failure: object, runtime: object) -> None:
+    for answer in answers:
+        _check_ip("dns.answers[]", answer)
+    _check_failure("dns.failure", failure)
+    _check_seconds("dns.runtime", runtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,12 +480,7 @@ class TcpResult:
     runtime: float  # the connect time on success (the RTT), time to failure otherwise
 
     def __post_init__(self) -> None:
-        _check_text("tcp.ip", self.ip, 45, empty=False)
-        if not _IP_ISH.match(self.ip):
-            _fail(f"tcp.ip is not an address: {self.ip!r}")
-        _check_int("tcp.port", self.port, 1, 65535)
-        _check_failure("tcp.failure", self.failure)
-        _check_seconds("tcp.runtime", self.runtime)
+        _check_tcp(self.ip, self.port, self.failure, self.runtime)
 
     @property
     def success(self) -> bool:
@@ -477,8 +497,25 @@ class TcpResult:
     @classmethod
     def from_wire(cls, wire: object) -> TcpResult:
         m = _as_map(wire, "tcp[]")
-        _no_extra_keys(m, frozenset({"ip", "port", "failure", "runtime"}), "tcp[]")
-        return cls(*(_field(m, key, "tcp[]") for key in ("ip", "port", "failure", "runtime")))
+        _no_extra_keys(m, _TCP_KEYS, "tcp[]")
+        ip, port, failure, runtime = [_field(m, key, "tcp[]") for key in _TCP_FIELDS]
+        _check_tcp(ip, port, failure, runtime)
+        return _build(cls, ip=ip, port=port, failure=failure, runtime=runtime)
+
+
+_TCP_FIELDS: Final = ("ip", "port", "failure", "runtime")
+_TCP_KEYS: Final = frozenset(_TCP_FIELDS)
+
+
+def _check_tcp(ip: object, port: object, failure: object, runtime: object) -> None:
+    """Everything ``TcpResult`` requires (its constructor and ``from_wire`` both run this)."""
+    _check_text("tcp.ip", ip, 45, empty=False)
+    assert isinstance(ip, str)
+    if not _IP_ISH.match(ip):
+        _fail(f"tcp.ip is not an address: {ip!r}")
+    _check_int("tcp.port", port, 1, 65535)
+    _check_failure("tcp.failure", failure)
+    _check_seconds("tcp.runtime", runtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,19 +635,15 @@ class HttpResult:
     body_truncated: bool = False
 
     def __post_init__(self) -> None:
-        _check_text("http.url", self.url, MAX_URL_LEN, empty=False)
-        if self.status is not None:
-            _check_int("http.status", self.status, 100, 599)
-        if self.body_length is not None:
-            _check_int("http.body_length", self.body_length, 0, 2**40)
-        if self.body_sha256 is not None and not _SHA256.match(str(self.body_sha256)):
-            _fail("http.body_sha256 must be 64 lowercase hex characters")
-        if self.title is not None:
-            _check_text("http.title", self.title, MAX_TEXT_LEN)
-        _check_failure("http.failure", self.failure)
-        _check_seconds("http.runtime", self.runtime)
-        if self.failure is None and self.status is None:
-            _fail("http.status is required when http.failure is empty")
+        _check_http_values(
+            self.url,
+            self.status,
+            self.body_length,
+            self.body_sha256,
+            self.title,
+            self.failure,
+            self.runtime,
+        )
         hops = tuple(_as_list(self.redirects, "http.redirects", MAX_REDIRECTS))
         if not all(isinstance(hop, HttpHop) for hop in hops):
             _fail("http.redirects must hold HttpHop objects")
@@ -619,8 +652,7 @@ class HttpResult:
         object.__setattr__(
             self, "header_names", _check_header_names("http.header_names", self.header_names)
         )
-        if type(cast(object, self.body_truncated)) is not bool:
-            _fail("http.body_truncated must be true or false")
+        _check_bool("http.body_truncated", self.body_truncated)
 
     _KEYS: ClassVar[tuple[str, ...]] = (
         "url",
@@ -655,18 +687,46 @@ class HttpResult:
         if not isinstance(headers, Mapping):
             _fail("http.headers must be a map")
         values = {key: _field(m, key, "http") for key in cls._KEYS}
-        return cls(
-            **values,
-            redirects=tuple(
-                HttpHop.from_wire(hop)
-                for hop in _as_list(_opt(m, "redirects", []), "http.redirects", MAX_REDIRECTS)
-            ),
-            headers=tuple(headers.items()),
-            header_names=tuple(
-                _as_list(_opt(m, "header_names", []), "http.header_names", MAX_HEADER_NAMES)
-            ),
-            body_truncated=_opt(m, "body_truncated", False),
-        )
+        hops = _as_list(_opt(m, "redirects", ()), "http.redirects", MAX_REDIRECTS)
+        redirects = tuple([HttpHop.from_wire(hop) for hop in hops]) if hops else ()
+        names = _as_list(_opt(m, "header_names", ()), "http.header_names", MAX_HEADER_NAMES)
+        truncated = _opt(m, "body_truncated", False)
+        # __post_init__'s checks, less the ones the reading above already made
+        _check_http_values(**values)
+        values["redirects"] = redirects
+        values["headers"] = _check_headers("http.headers", tuple(headers.items()))
+        values["header_names"] = _check_header_names("http.header_names", tuple(names))
+        _check_bool("http.body_truncated", truncated)
+        return _build(cls, **values, body_truncated=truncated)
+
+
+def _check_http_values(
+    url: object,
+    status: object,
+    body_length: object,
+    body_sha256: object,
+    title: object,
+    failure: object,
+    runtime: object,
+) -> None:
+    _check_text("http.url", url, MAX_URL_LEN, empty=False)
+    if status is not None:
+        _check_int("http.status", status, 100, 599)
+    if body_length is not None:
+        _check_int("http.body_length", body_length, 0, 2**40)
+    if body_sha256 is not None and not _SHA256.match(str(body_sha256)):
+        _fail("http.body_sha256 must be 64 lowercase hex characters")
+    if title is not None:
+        _check_text("http.title", title, MAX_TEXT_LEN)
+    _check_failure("http.failure", failure)
+    _check_seconds("http.runtime", runtime)
+    if failure is None and status is None:
+        _fail("http.status is required when http.failure is empty")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if type(value) is not bool:
+        _fail(f"{name} must be true or false")
 
 
 @dataclass(frozen=True, slots=True)
@@ -809,27 +869,17 @@ class Measurement:
     )
 
     def __post_init__(self) -> None:
-        if type(self.schema) is not int or self.schema != SCHEMA_VERSION:
-            _fail(
-                f"measurement schema {self.schema!r} is not supported (expected {SCHEMA_VERSION})"
-            )
-        if not isinstance(self.uid, str) or not _HEX32.match(self.uid):
-            _fail("measurement.uid must be 32 lowercase hex characters")
-        if not isinstance(self.agent_id, str) or not _HEX32.match(self.agent_id):
-            _fail(f"measurement.agent_id must be {AGENT_ID_LEN} lowercase hex characters")
+        _check_measurement_ids(self.schema, self.uid, self.agent_id)
         format_time(self.measured_at)  # checks it is timezone-aware
         _check_seconds("measurement.runtime", self.runtime)
         network, target = cast(object, self.network), cast(object, self.target)
         if not isinstance(network, NetworkContext) or not isinstance(target, Target):
             _fail("measurement.network and .target must be message objects")
-        if not isinstance(self.test, str) or self.test not in KNOWN_TESTS:
-            _fail(f"measurement.test {self.test!r} is not a known test")
-        object.__setattr__(self, "verdict", _enum(Verdict, "measurement.verdict", self.verdict))
-        if self.blocking is not None:
-            object.__setattr__(
-                self, "blocking", _enum(Blocking, "measurement.blocking", self.blocking)
-            )
-        _check_failure("measurement.failure", self.failure)
+        verdict, blocking = _check_measurement_outcome(
+            self.test, self.verdict, self.blocking, self.failure
+        )
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "blocking", blocking)
         object.__setattr__(
             self, "tcp", tuple(_as_list(self.tcp, "measurement.tcp", MAX_TCP_ENDPOINTS))
         )
@@ -848,8 +898,7 @@ class Measurement:
         for hit in _as_list(self.fingerprints, "measurement.fingerprints", MAX_FINGERPRINT_HITS):
             if not isinstance(hit, Hit):
                 _fail("measurement.fingerprints must hold fingerprint hits")
-            _check_text("measurement.fingerprints[].name", hit.name, 128, empty=False)
-            _check_text("measurement.fingerprints[].location", hit.location, 80, empty=False)
+            _check_hit(hit)
             hits.append(hit)
         object.__setattr__(self, "fingerprints", tuple(hits))
 
@@ -877,8 +926,9 @@ class Measurement:
 
     @classmethod
     def from_wire(cls, wire: object, shared: dict[Any, Any] | None = None) -> Measurement:
-        """``shared``: one dict for a whole batch, where identical network contexts (an agent's
-        context is the same in nearly every measurement of a batch) are validated once."""
+        """``shared``: one dict for a whole batch, where identical network contexts and targets (an
+        agent's context is the same in nearly every measurement of a batch, and its test list is
+        short) are validated once."""
         m = _as_map(wire, "measurement")
         _no_extra_keys(m, cls._KEYS, "measurement")
         _require(m, _MEASUREMENT_REQUIRED, "measurement")
@@ -887,41 +937,86 @@ class Measurement:
         tls, control = _opt(m, "tls", None), _opt(m, "control", None)
         hits = []
         for item in _as_list(
-            _opt(m, "fingerprints", []), "measurement.fingerprints", MAX_FINGERPRINT_HITS
+            _opt(m, "fingerprints", ()), "measurement.fingerprints", MAX_FINGERPRINT_HITS
         ):
             h = _as_map(item, "measurement.fingerprints[]")
             _no_extra_keys(h, frozenset({"name", "location"}), "measurement.fingerprints[]")
             hits.append(
                 Hit(_field(h, "name", "fingerprints[]"), _field(h, "location", "fingerprints[]"))
             )
-        return cls(
-            schema=get("schema"),
-            uid=get("uid"),
-            agent_id=get("agent_id"),
-            measured_at=parse_time(get("measured_at")),
-            runtime=get("runtime"),
-            network=_once(shared, NetworkContext.from_wire, get("network")),
-            target=Target.from_wire(get("target")),
-            test=get("test"),
-            verdict=get("verdict"),
-            blocking=get("blocking"),
-            failure=get("failure"),
-            dns=None if dns is None else DnsResult.from_wire(dns),
-            tcp=tuple(
-                TcpResult.from_wire(item)
-                for item in _as_list(get("tcp"), "measurement.tcp", MAX_TCP_ENDPOINTS)
-            ),
-            http=None if http is None else HttpResult.from_wire(http),
-            tls=None if tls is None else TlsResult.from_wire(tls),
-            control=None if control is None else ControlResult.from_wire(control),
-            dns_extra=tuple(
-                DnsResult.from_wire(item)
-                for item in _as_list(
-                    _opt(m, "dns_extra", []), "measurement.dns_extra", MAX_EXTRA_RESOLVERS
-                )
-            ),
+        schema, uid, agent_id = get("schema"), get("uid"), get("agent_id")
+        measured_at = parse_time(get("measured_at"))  # aware UTC: no format_time check needed
+        runtime = get("runtime")
+        network = _once(shared, NetworkContext.from_wire, get("network"))
+        target = _once(shared, Target.from_wire, get("target"))
+        test, verdict, blocking, failure = (
+            get("test"),
+            get("verdict"),
+            get("blocking"),
+            get("failure"),
+        )
+        dns = None if dns is None else DnsResult.from_wire(dns)
+        tcp = _as_list(get("tcp"), "measurement.tcp", MAX_TCP_ENDPOINTS)
+        tcp = tuple([TcpResult.from_wire(item) for item in tcp]) if tcp else ()
+        http = None if http is None else HttpResult.from_wire(http)
+        tls = None if tls is None else TlsResult.from_wire(tls)
+        control = None if control is None else ControlResult.from_wire(control)
+        extra = _as_list(_opt(m, "dns_extra", ()), "measurement.dns_extra", MAX_EXTRA_RESOLVERS)
+        extra = tuple([DnsResult.from_wire(item) for item in extra]) if extra else ()
+        # __post_init__'s checks, less the ones the reading above already made (the types of the
+        # parts, which it built, and the lengths of the lists, which _as_list bounded)
+        _check_measurement_ids(schema, uid, agent_id)
+        _check_seconds("measurement.runtime", runtime)
+        verdict, blocking = _check_measurement_outcome(test, verdict, blocking, failure)
+        for hit in hits:
+            _check_hit(hit)
+        return _build(
+            cls,
+            uid=uid,
+            agent_id=agent_id,
+            measured_at=measured_at,
+            runtime=runtime,
+            network=network,
+            target=target,
+            verdict=verdict,
+            blocking=blocking,
+            failure=failure,
+            dns=dns,
+            tcp=tcp,
+            http=http,
+            test=test,
+            schema=schema,
+            tls=tls,
+            control=control,
+            dns_extra=extra,
             fingerprints=tuple(hits),
         )
+
+
+def _check_measurement_ids(schema: object, uid: object, agent_id: object) -> None:
+    if type(schema) is not int or schema != SCHEMA_VERSION:
+        _fail(f"measurement schema {schema!r} is not supported (expected {SCHEMA_VERSION})")
+    if not isinstance(uid, str) or not _HEX32.match(uid):
+        _fail("measurement.uid must be 32 lowercase hex characters")
+    if not isinstance(agent_id, str) or not _HEX32.match(agent_id):
+        _fail(f"measurement.agent_id must be {AGENT_ID_LEN} lowercase hex characters")
+
+
+def _check_measurement_outcome(
+    test: object, verdict: object, blocking: object, failure: object
+) -> tuple[Verdict, Blocking | None]:
+    """The test's name, and verdict and blocking as enum members."""
+    if not isinstance(test, str) or test not in KNOWN_TESTS:
+        _fail(f"measurement.test {test!r} is not a known test")
+    checked = _enum(Verdict, "measurement.verdict", verdict)
+    how = None if blocking is None else _enum(Blocking, "measurement.blocking", blocking)
+    _check_failure("measurement.failure", failure)
+    return checked, how
+
+
+def _check_hit(hit: Hit) -> None:
+    _check_text("measurement.fingerprints[].name", hit.name, 128, empty=False)
+    _check_text("measurement.fingerprints[].location", hit.location, 80, empty=False)
 
 
 #: Keys every measurement carries; the others were added later and may be absent (``_opt``).
