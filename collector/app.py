@@ -33,7 +33,7 @@ from protocol import (
 
 from . import __version__
 from .aggregate import build_aggregate_sql, parse_aggregate_query
-from .backends import open_storage, parse_storage_url
+from .backends import open_storage, parse_storage_url, storage_outage_errors
 from .control import ControlHelper, ControlSettings, parse_control_request
 from .detector import DetectorSettings
 from .errors import (
@@ -144,7 +144,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = exc.reason.lower().replace(" ", "_")
         return json_error(exc.status, code, exc.text or exc.reason)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, storage_outage_errors()):
+            # Not a bug: the database is down or restarting. Nothing was stored; agents keep the
+            # batch in their spool and retry, so say so with a 503 they understand.
+            log.warning("database unreachable on %s %s: %s", request.method, request.path, exc)
+            response = json_error(
+                503, "storage_unavailable", "the database is unreachable; nothing was stored"
+            )
+            response.headers["Retry-After"] = "10"
+            return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal", "internal error; the request was not stored")
 
@@ -195,34 +204,21 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def index(request: web.Request) -> web.Response:
+    """What this collector serves, read off its router (a hand-kept list would drift)."""
+    endpoints = sorted(
+        {
+            f"{route.method} {route.resource.canonical}"
+            for route in request.app.router.routes()
+            if route.method != "HEAD" and route.resource is not None
+        },
+        key=lambda line: (line.split(" ", 1)[1], line),
+    )
     return web.json_response(
         {
             "service": "vantage-collector",
             "version": __version__,
-            "endpoints": [
-                "POST /api/v1/agents",
-                "POST /api/v1/batches",
-                "GET /api/v1/aggregate",
-                "GET /api/v1/timeseries",
-                "GET /api/v1/measurements",
-                "GET /api/v1/export",
-                "GET /api/v1/disruptions",
-                "GET /api/v1/disruptions.atom",
-                "GET /api/openapi.json",
-                "GET /api/docs",
-                "GET /api/v1/testlists",
-                "POST /api/v1/testlists",
-                "POST /api/v1/keysets",
-                "GET /api/v1/collector-key",
-                "POST /api/v1/control",
-                "GET /api/v1/whoami",
-                "GET /healthz",
-                "GET /metrics",
-                "GET / (Accept: text/html): the dashboard",
-                "GET /dashboard/timeseries",
-                "GET /dashboard/disruptions",
-                "GET /dashboard/measurements",
-            ],
+            "dashboard": "GET / with Accept: text/html",
+            "endpoints": endpoints,
         }
     )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .storage import Storage
+from .storage import Storage, StorageUnavailable
 
 
 class StorageUrlError(ValueError):
@@ -56,6 +56,17 @@ def parse_storage_url(db: str | Path) -> StorageUrl:
             f"unknown database URL scheme {scheme!r}; use sqlite:///PATH or postgresql://..."
         )
     return StorageUrl("sqlite", text)
+
+
+def storage_outage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "the database cannot be reached right now" (answer 503, try later), as
+    opposed to a bug (500). Connection-level only: a bad query stays a 500 and is logged as one."""
+    errors: tuple[type[BaseException], ...] = (StorageUnavailable, ConnectionError)
+    try:
+        import asyncpg
+    except ImportError:  # a SQLite-only install
+        return errors
+    return (*errors, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
 
 
 def open_storage(db: str | Path, *, migrate: bool | None = None) -> Storage:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import pg_server
 import pytest
 from aiohttp.test_utils import TestClient
 from ingest_support import batch_of, measurement, registration_body, signed
@@ -25,6 +26,8 @@ from protocol import (
     sign_batch,
     utc_now,
 )
+
+from needs import require
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 Client = TestClient[Any, Any]
@@ -264,3 +267,29 @@ async def test_uploads_beyond_the_inflight_limit_get_503_and_nothing_is_lost(
     assert app[INFLIGHT].current == 0
     assert (await upload(client, refused.to_bytes()))[0] == 200
     assert await stored(client) == 2
+
+
+async def test_a_database_outage_is_a_503_the_agent_retries_not_a_500(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The collector's own PostgreSQL server goes away mid-service: uploads and health checks get
+    503 storage_unavailable with Retry-After (agents keep the batch and retry), never a 500."""
+    require(pg_server.available(), "PostgreSQL server binaries (Debian package postgresql) absent")
+    server = pg_server.PostgresServer()  # its own server: this test stops it
+    try:
+        server.start()
+        client = await aiohttp_client(create_app(config(server.new_database(), tmp_path)))
+        key = SigningKey.generate()
+        await register(client, key)
+        assert (await upload(client, signed(key, [measurement(key)]).to_bytes()))[0] == 200
+        server.stop()
+        response = await client.post(
+            "/api/v1/batches", data=signed(key, [measurement(key)]).to_bytes(), headers=MSGPACK
+        )
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "storage_unavailable"
+        assert int(response.headers["Retry-After"]) >= 1
+        health = await client.get("/healthz")
+        assert health.status == 503
+    finally:
+        server.stop()
