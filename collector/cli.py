@@ -306,7 +306,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_storage(db: str, work: Callable[[Storage], Awaitable[T]], migrate: bool | None) -> T:
+def with_storage(db: str, work: Callable[[Storage], Awaitable[T]], migrate: bool | None) -> T:
     from .backends import open_storage
 
     async def run() -> T:
@@ -330,7 +330,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     try:
         display = parse_storage_url(args.db).display
-        applied, current = _with_storage(args.db, version, migrate=True)
+        applied, current = with_storage(args.db, version, migrate=True)
     except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -354,7 +354,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         return await storage.revoke_agent(args.agent_id, utc_now())
 
     try:
-        revoked = _with_storage(args.db, revoke, migrate=None)
+        revoked = with_storage(args.db, revoke, migrate=None)
     except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -389,7 +389,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return await detect(storage, at, settings)
 
     try:
-        result = _with_storage(args.db, run, migrate=None)
+        result = with_storage(args.db, run, migrate=None)
     except (StorageUrlError, SchemaMismatch, StorageUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,6 @@ The rules for key sets (thresholds, rotation, revocation) are in ``protocol/keys
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import timedelta
@@ -128,7 +127,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
             p.add_argument("agent_id")
         p.add_argument("--collector", help="collector base URL (request signed with --key)")
         p.add_argument("--key", type=Path, help="operator key that signs the request")
-        p.add_argument("--db", type=Path, help="instead: the collector's SQLite file, directly")
+        p.add_argument(
+            "--db", help="instead: the collector's database (SQLite path or postgresql:// URL)"
+        )
         p.set_defaults(handler=handler)
 
 
@@ -300,21 +301,23 @@ def _operator_request(
     return post(args.collector, path, body)
 
 
-def _with_db(db: Path, work: Any) -> Any:
-    from .sqlite_store import SqliteStorage
+def _with_db(db: str, work: Any) -> Any:
+    """Run ``work`` on the collector's database (SQLite path or postgresql:// URL) directly."""
+    from .backends import StorageUrlError, parse_storage_url
+    from .cli import with_storage
+    from .migrations import SchemaMismatch
+    from .storage import StorageUnavailable
 
-    if not db.exists():
-        raise OperatorError(f"no collector database at {db}")
-
-    async def run() -> Any:
-        storage = SqliteStorage(db)
-        await storage.open()
-        try:
-            return await work(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(run())
+    try:
+        url = parse_storage_url(db)
+    except StorageUrlError as exc:
+        raise OperatorError(str(exc)) from exc
+    if url.backend == "sqlite" and not Path(url.target).exists():
+        raise OperatorError(f"no collector database at {url.target}")  # never create an empty one
+    try:
+        return with_storage(db, work, None)
+    except (SchemaMismatch, StorageUnavailable, OSError) as exc:
+        raise OperatorError(f"cannot use the database {url.display}: {exc}") from exc
 
 
 def cmd_revoke_agent(args: argparse.Namespace) -> int:
