@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     except VantageError as exc:
         print(f"vantage: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
+    except OSError as exc:  # a full disk, a read-only or unreadable path: say which, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"vantage: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return code
 
 

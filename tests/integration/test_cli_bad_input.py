@@ -242,3 +242,15 @@ async def test_init_writes_a_private_key_even_with_umask_0(vantage, tmp_path):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     result = await vantage("agent", "status", "--config", str(config), "--json")
     assert result.code == 0, result
+
+
+async def test_an_unusable_path_is_a_message_not_a_traceback(vantage, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the config directory should be")
+    result = await vantage(
+        "agent", "init", "--accept-risks", "--config", str(blocker / "agent.toml"),
+        "--collector", "http://127.0.0.1:9", "--no-register",
+    )  # fmt: skip
+    assert result.code == 1
+    assert "vantage: error:" in result.err and str(blocker) in result.err
+    assert "Traceback" not in result.err
