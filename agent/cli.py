@@ -90,6 +90,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--no-control", action="store_true", help="do not ask the collector's control helper"
     )
     init.add_argument("--ca-file", help="extra CA bundle to trust for HTTPS targets")
+    init.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds each probe step may take (default 5)"
+    )
+    init.add_argument(
+        "--fingerprints", type=Path, help="OONI-format blockpage fingerprint CSV to add"
+    )
     init.add_argument("--key-file", type=Path, help="where to write the key (mode 0600)")
     init.add_argument("--spool-dir", type=Path, help="where to keep unsent results")
     init.add_argument("--no-register", action="store_true", help="do not contact the collector")
@@ -239,6 +245,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         parse_prefixes(args.routable_prefix)
         if args.proxy:
             ProxySpec.parse(args.proxy)
+        if not 0 < args.timeout <= 120:
+            raise ValueError("--timeout must be a number of seconds in (0, 120]")
+        if args.fingerprints is not None and not args.fingerprints.is_file():
+            raise ValueError(f"--fingerprints: no file at {args.fingerprints}")
     except (LocalProtocolError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     operator_keys = tuple(_operator_key(text) for text in args.operator_key)
@@ -252,6 +262,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         network=network,
         probe=ProbeSettings(
             resolver=resolver,
+            timeout=args.timeout,
+            fingerprints_file=str(args.fingerprints.absolute()) if args.fingerprints else None,
             ca_file=args.ca_file,
             extra_resolvers=extra,
             routable_prefixes=tuple(args.routable_prefix),

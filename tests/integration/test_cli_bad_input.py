@@ -254,3 +254,16 @@ async def test_an_unusable_path_is_a_message_not_a_traceback(vantage, tmp_path):
     assert result.code == 1
     assert "vantage: error:" in result.err and str(blocker) in result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--timeout", "0"], "--timeout"), (["--fingerprints", "/nonexistent.csv"], "--fingerprints")],
+)
+async def test_init_checks_probe_options(vantage, tmp_path, args, needle):
+    config = tmp_path / "agent.toml"
+    result = await vantage(
+        "agent", "init", "--accept-risks", "--config", str(config),
+        "--collector", "http://127.0.0.1:9", "--no-register", *args,
+    )  # fmt: skip
+    assert result.code == 2 and needle in result.err and not config.exists()

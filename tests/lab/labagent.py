@@ -78,17 +78,15 @@ def init_agents(lab: Lab, client: ClientNet, group: str, count: int = 1) -> list
         args += ["--asn", str(client.asn), "--carrier", client.carrier]
         args += ["--network-type", client.network_type, "--resolver", ISP_RESOLVER]
         args += ["--routable-prefix", LAB_PREFIX, "--ca-file", str(lab.ca_file), "--json"]
+        # The lab's settings a volunteer would not touch: a short step timeout and the operator's
+        # fingerprints of this censor.
+        args += ["--timeout", str(PROBE_TIMEOUT), "--fingerprints", str(fingerprints)]
         agents.append(LabAgent(name, client, lab.client_ns(client), config))
         started.append(_vantage(lab.client_ns(client), args))
     for agent, process in zip(agents, started, strict=True):
         out, err = _finish(process, 60)
         if process.returncode != 0:
             raise RuntimeError(f"agent init {agent.name} failed: {err or out}")
-        # The lab's settings a volunteer would not touch: a short step timeout and the operator's
-        # fingerprints of this censor, written into the [probe] table (other tables follow it).
-        text = agent.config.read_text().replace("timeout = 5.0", f"timeout = {PROBE_TIMEOUT}")
-        line = f"fingerprints = {json.dumps(str(fingerprints))}"
-        agent.config.write_text(text.replace("[probe]\n", f"[probe]\n{line}\n", 1))
     return agents
 
 
